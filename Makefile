@@ -1,0 +1,50 @@
+# rnnlab — `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+PORT ?= 5000
+ARGS ?=
+# this machine's pip config points at local mirrors that pip reports as "ignored"; hide only that
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-all bench ui lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+install: $(INSTALLED)  ## create .venv (torch 2.13.0 CPU first, then rnnlab[dev], editable)
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing torch==2.13.0, then rnnlab[dev] into $(VENV) ..."
+	@$(BIN)/pip install -q torch==2.13.0 $(PIP_QUIET)
+	@$(BIN)/pip install -q -e ".[dev]" $(PIP_QUIET)
+	@$(BIN)/python -c "import torch, lightning, hydra, mlflow, rnnlab" && touch $@
+
+train: install  ## train the default experiment (extra Hydra overrides: make train ARGS="model=gru")
+	$(BIN)/python train.py $(ARGS)
+
+test: install  ## run the test suite (slow tests excluded)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+test-all: install  ## run every test, slow ones included
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: install  ## throughput: rnnlab vs a raw PyTorch loop, one JSON line per measurement
+	$(BIN)/python experiments/throughput/bench.py $(ARGS)
+
+ui: install  ## serve the MLflow UI on http://127.0.0.1:$(PORT) over logs/mlflow.db
+	@mkdir -p logs
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/logs/mlflow.db}" \
+		--host 127.0.0.1 --port $(PORT)
+
+lint: install  ## ruff over the package, scripts and tests
+	$(BIN)/ruff check src tests experiments *.py
+
+clean:  ## remove caches (keeps .venv and logs/)
+	rm -rf .pytest_cache .ruff_cache .hypothesis src/*.egg-info
+	find . -name __pycache__ -type d -prune -not -path "./.venv/*" -exec rm -rf {} +

@@ -1,0 +1,114 @@
+"""`task=lm`: next-token prediction on contiguous streams with truncated BPTT.
+
+Loss is the mean token NLL of a window. Perplexity is exp(total NLL / total tokens) over the whole
+split, accumulated token-weighted across windows (and across ranks), never a mean of per-window
+perplexities. When the data knows its Bayes-optimal NLL (data=synthetic_lm), the same tokens' optimum
+is accumulated alongside, giving `*/ppl_optimal` and `*/ppl_gap` = ppl / ppl_optimal − 1.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from rnnlab.models import RNNLanguageModel
+from rnnlab.nn import detach_state
+
+
+class LanguageModelingTask(L.LightningModule):
+    def __init__(self, vocab_size: int, model: dict[str, Any], optimizer: dict[str, Any],
+                 scheduler: dict[str, Any] | None = None, carry_state: bool = True):
+        """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler`
+        groups), kept as hyperparameters so a checkpoint alone rebuilds the task."""
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.model = RNNLanguageModel(vocab_size, **model)
+        self.carry_state = carry_state
+        self._state: dict[str, Any] = {}  # carried recurrent state per stage
+        self.nll = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        self.optimal_nll = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+
+    def forward(self, tokens, state=None):
+        return self.model(tokens, state)
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Mean NLL of one window; the state continues from the previous window of the same stage."""
+        state = self._state.get(stage) if self.carry_state else None
+        logits, state = self.model(batch["inputs"], state)
+        self._state[stage] = detach_state(state)
+        return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+
+    # --- training -----------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._state.pop("train", None)
+        self._epoch_start, self._epoch_tokens = time.perf_counter(), 0
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "train")
+        self._epoch_tokens += batch["targets"].numel()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # running average over the epoch so far: data loading and optimizer step included
+        elapsed = time.perf_counter() - self._epoch_start
+        self.log("train/tokens_per_s", self._epoch_tokens / elapsed, on_step=True, on_epoch=False)
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._state.pop("val", None)
+
+    def on_test_epoch_start(self) -> None:
+        self._state.pop("test", None)
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def _eval_step(self, batch, stage: str) -> None:
+        loss = self._step(batch, stage)
+        tokens = batch["targets"].numel()
+        self.nll[stage].update(loss, weight=tokens)
+        if "optimal_nll" in batch:
+            self.optimal_nll[stage].update(batch["optimal_nll"].mean(), weight=tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_perplexity("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_perplexity("test")
+
+    def _log_perplexity(self, stage: str) -> None:
+        if self.nll[stage].weight == 0:  # nothing scored (e.g. limit_val_batches=0)
+            return
+        nll = self.nll[stage].compute()  # token-weighted over the split, synced across ranks
+        metrics = {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
+        if self.optimal_nll[stage].weight > 0:
+            optimal = self.optimal_nll[stage].compute()
+            metrics[f"{stage}/ppl_optimal"] = optimal.exp()
+            metrics[f"{stage}/ppl_gap"] = (nll - optimal).exp() - 1
+        self.log_dict(metrics, prog_bar=stage == "val")
+        self.nll[stage].reset()
+        self.optimal_nll[stage].reset()
+
+    # --- optimisation -------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        scheduler = self.hparams.scheduler
+        if not scheduler:
+            return optimizer
+        # the group holds Lightning's lr_scheduler dict: {scheduler: {_target_...}, interval, monitor}
+        schedule = dict(scheduler["scheduler"])
+        if schedule.get("total_steps", 0) is None:  # cosine: default to the whole run's length
+            schedule["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        built = instantiate(schedule, optimizer=optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {**scheduler, "scheduler": built}}

@@ -1,0 +1,1 @@
+"""MLflow setup, run metadata and artifacts. Used by entry scripts and callbacks."""

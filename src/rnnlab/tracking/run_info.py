@@ -1,0 +1,94 @@
+"""What a run records beside its metrics: flat params, tags, the config, curves, metrics.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"cell": "lstm"}} → {"model.cell": "lstm"}: MLflow params with dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def git_commit(cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_tags(choices: dict[str, Any], overrides: list[str], root: Path) -> dict[str, str]:
+    """choices: Hydra's selected option per config group."""
+    tags = {
+        "task": str(choices.get("task", "")),
+        "model": str(choices.get("model", "")),
+        "data": str(choices.get("data", "")),
+        "hydra_overrides": " ".join(overrides) or "(defaults)",
+    }
+    commit = git_commit(root)
+    if commit:
+        tags["git_commit"] = tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+class CurveRecorder(Callback):
+    """Keeps train/val loss as logged, to draw the run's loss curve whatever the logger."""
+
+    def __init__(self):
+        self.train: list[tuple[int, float]] = []
+        self.val: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
+            loss = trainer.callback_metrics.get("train/loss_step")
+            if loss is not None:
+                self.train.append((trainer.global_step, float(loss)))
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        loss = trainer.callback_metrics.get("val/loss")
+        if loss is not None and not trainer.sanity_checking:
+            self.val.append((trainer.global_step, float(loss)))
+
+    def plot(self, path: Path, title: str) -> Path | None:
+        if not self.train and not self.val:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for points, label, style in ((self.train, "train/loss", "-"), (self.val, "val/loss", "o-")):
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, style, label=label)
+        ax.set(xlabel="step", ylabel="loss (nats/token)", title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+
+def write_metrics(path: Path, metrics: dict[str, float]) -> None:
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,129 @@
+"""What `python train.py` does: compose → build → fit → test → record. Returns the final metrics."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from rnnlab import config
+from rnnlab.errors import ConfigError
+from rnnlab.tracking import mlflow_store
+from rnnlab.tracking.run_info import CurveRecorder, flatten, resolved_yaml, run_tags, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    config.check(cfg)
+    _quiet_third_party_logging()
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = _instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # the task needs the vocabulary size
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
+    task = get_class(cfg.task._target_)(vocab_size=datamodule.vocab_size, model=plain["model"],
+                                        optimizer=plain["optimizer"], scheduler=plain.get("scheduler"),
+                                        **task_kwargs)
+
+    output_dir = Path(cfg.paths.output_dir)
+    curves = CurveRecorder()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [curves]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
+    if mlflow_logger is not None:
+        mlflow_store.ensure_store(mlflow_logger._tracking_uri)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    if mlflow_logger is not None and trainer.is_global_zero:
+        hydra = HydraConfig.get() if HydraConfig.initialized() else None
+        choices = dict(hydra.runtime.choices) if hydra else {}
+        overrides = list(hydra.overrides.task) if hydra else []
+        for key, value in run_tags(choices, overrides, Path(cfg.paths.root_dir)).items():
+            mlflow_logger.experiment.set_tag(mlflow_logger.run_id, key, value)
+        mlflow_logger.log_hyperparams(flatten(plain))
+        mlflow_logger.experiment.log_text(mlflow_logger.run_id, resolved_yaml(cfg), "config.yaml")
+
+    started = time.perf_counter()
+    trainer.fit(task, datamodule=datamodule)
+    fit_seconds = time.perf_counter() - started
+    metrics = _scalars(trainer.callback_metrics)
+    if cfg.get("test", True) and not trainer.fast_dev_run:
+        best = _best_checkpoint(trainer)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics.update(_scalars(trainer.callback_metrics))
+    metrics["fit_seconds"] = round(fit_seconds, 2)
+
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_metrics(output_dir / "metrics.json", metrics)
+        plot = curves.plot(output_dir / "loss_curve.png", title=f"{cfg.task_name}: {cfg.run_name}")
+        if mlflow_logger is not None:
+            run = mlflow_logger.experiment
+            run.log_artifact(mlflow_logger.run_id, str(output_dir / "metrics.json"))
+            if plot:
+                run.log_artifact(mlflow_logger.run_id, str(plot))
+            run.log_metric(mlflow_logger.run_id, "fit_seconds", fit_seconds)
+        _report(metrics, mlflow_logger, output_dir)
+    return metrics
+
+
+def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, but a ConfigError from the target surfaces as itself, not wrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+
+
+def _quiet_third_party_logging() -> None:
+    # Lightning adds its own console handler; Hydra's root handler already prints (and files) its
+    # records, so drop Lightning's to avoid every line appearing twice.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def _scalars(callback_metrics: dict[str, Any]) -> dict[str, float]:
+    """Final epoch-level metrics (Lightning's *_step / *_epoch twins folded into the plain key)."""
+    out = {}
+    for key, value in callback_metrics.items():
+        if key.endswith("_step"):
+            continue
+        out[key.removesuffix("_epoch")] = float(value)
+    return out
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    return callback.best_model_path or None if callback is not None else None
+
+
+def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, output_dir: Path) -> None:
+    width = max(len(k) for k in metrics)
+    lines = ["", "final metrics", "-" * (width + 14)]
+    for key in sorted(metrics):
+        value = metrics[key]
+        text = f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e6 else f"{value:.4g}"
+        lines.append(f"{key:<{width}}  {text:>12}")
+    lines.append("-" * (width + 14))
+    lines.append(f"outputs:        {output_dir}")
+    if mlflow_logger is not None:
+        lines.append(f"mlflow run id:  {mlflow_logger.run_id}  (experiment {mlflow_logger._experiment_name!r})")
+        lines.append(f"browse runs:    make ui   (mlflow ui --backend-store-uri {mlflow_logger._tracking_uri})")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,67 @@
+"""Perplexity is exp(total NLL / total tokens); carried state makes window size irrelevant."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as L
+import pytest
+import torch
+from torch import nn
+
+from rnnlab.data.streams import BPTTWindows, batchify, window_loader
+from rnnlab.tasks import LanguageModelingTask
+
+MODEL = {"cell": "lstm", "embedding_size": 8, "hidden_size": 8, "num_layers": 1}
+ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
+
+
+class ConstantModel(nn.Module):
+    """Predicts p(0) = 0.8, p(1) = 0.2 at every position."""
+
+    def forward(self, tokens, state=None):
+        logits = torch.log(torch.tensor([0.8, 0.2])).expand(*tokens.shape, 2)
+        return logits, state
+
+
+def validate(task, loader) -> dict[str, float]:
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False)
+    return {k: float(v) for k, v in trainer.validate(task, loader, verbose=False)[0].items()}
+
+
+def test_perplexity_is_token_weighted_over_the_split():
+    # one stream: windows of 4 and 1 targets; the 4 are all 0s, the last one is a 1
+    tokens = torch.tensor([[0, 0, 0, 0, 0, 1]])
+    task = LanguageModelingTask(vocab_size=2, model=MODEL, optimizer=ADAM)
+    task.model = ConstantModel()
+    metrics = validate(task, window_loader(BPTTWindows(tokens, bptt=4)))
+    expected_nll = (4 * -math.log(0.8) - math.log(0.2)) / 5
+    assert metrics["val/loss"] == pytest.approx(expected_nll, rel=1e-6)
+    assert metrics["val/ppl"] == pytest.approx(math.exp(expected_nll), rel=1e-6)  # 1.6494
+    # the mean of per-window perplexities, (1.25 + 5) / 2 = 3.125, is the classic mistake
+    assert metrics["val/ppl"] < 2
+
+
+def test_carried_state_makes_window_length_irrelevant():
+    torch.manual_seed(0)
+    tokens = torch.randint(0, 20, (3, 97))
+    task = LanguageModelingTask(vocab_size=20, model={**MODEL, "cell": "gru"}, optimizer=ADAM)
+    short = validate(task, window_loader(BPTTWindows(tokens, bptt=7)))
+    whole = validate(task, window_loader(BPTTWindows(tokens, bptt=500)))
+    assert short["val/loss"] == pytest.approx(whole["val/loss"], rel=1e-5)
+    no_carry = LanguageModelingTask(vocab_size=20, model={**MODEL, "cell": "gru"}, optimizer=ADAM,
+                                    carry_state=False)
+    no_carry.load_state_dict(task.state_dict())
+    assert validate(no_carry, window_loader(BPTTWindows(tokens, bptt=7)))["val/loss"] != \
+        pytest.approx(whole["val/loss"], rel=1e-5)
+
+
+def test_windows_cover_every_target_once():
+    tokens = torch.arange(2 * 11).view(2, 11)
+    windows = BPTTWindows(tokens, bptt=4)
+    assert len(windows) == 3
+    targets = torch.cat([w["targets"] for w in windows], dim=1)
+    inputs = torch.cat([w["inputs"] for w in windows], dim=1)
+    assert torch.equal(targets, tokens[:, 1:]) and torch.equal(inputs, tokens[:, :-1])
+    assert torch.equal(batchify(torch.arange(10), 3), torch.arange(9).view(3, 3))

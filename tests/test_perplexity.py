@@ -43,6 +43,23 @@ def test_perplexity_is_token_weighted_over_the_split():
     assert metrics["val/ppl"] < 2
 
 
+def test_group_metrics_score_only_their_tokens():
+    tokens = torch.tensor([[0, 0, 0, 0, 0, 1], [0, 1, 1, 0, 0, 0]])
+    last_two = torch.zeros_like(tokens, dtype=torch.bool)
+    last_two[:, -2:] = True  # targets 0,1 in row 0 and 0,0 in row 1
+    optimal = torch.full(tokens.shape, 0.1)
+    task = LanguageModelingTask(vocab_size=2, model=MODEL, optimizer=ADAM)
+    task.model = ConstantModel()
+    loader = window_loader(BPTTWindows(tokens, bptt=3, optimal_nll=optimal, groups={"tail": last_two}))
+    metrics = validate(task, loader)
+    tail_nll = (3 * -math.log(0.8) - math.log(0.2)) / 4
+    assert metrics["val/tail/loss"] == pytest.approx(tail_nll, rel=1e-6)
+    assert metrics["val/tail/excess_nll"] == pytest.approx(tail_nll - 0.1, rel=1e-6)
+    all_nll = (7 * -math.log(0.8) + 3 * -math.log(0.2)) / 10  # targets: seven 0s, three 1s
+    assert metrics["val/loss"] == pytest.approx(all_nll, rel=1e-6)
+    assert metrics["val/ppl_gap"] == pytest.approx(math.exp(all_nll - 0.1) - 1, rel=1e-5)
+
+
 def test_carried_state_makes_window_length_irrelevant():
     torch.manual_seed(0)
     tokens = torch.randint(0, 20, (3, 97))

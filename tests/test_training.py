@@ -40,17 +40,20 @@ def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys):
         assert metrics[f"{stage}/ppl"] > metrics[f"{stage}/ppl_optimal"] > 1
         assert metrics[f"{stage}/ppl_gap"] == pytest.approx(
             metrics[f"{stage}/ppl"] / metrics[f"{stage}/ppl_optimal"] - 1, rel=1e-4)
+        # agreement verbs: a model cannot beat the optimum there either (beyond sampling noise)
+        assert metrics[f"{stage}/agreement/excess_nll"] > -0.05
 
     # the run in MLflow: metrics, dotted params, tags, artifacts
     logged = run.data.metrics
     for key in ("train/loss", "val/loss", "val/ppl", "val/ppl_optimal", "val/ppl_gap", "test/ppl",
-                "train/tokens_per_s"):
+                "train/tokens_per_s", "val/agreement/loss", "val/agreement/excess_nll"):
         assert key in logged or f"{key}_epoch" in logged, key
     assert logged["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-6)
     assert run.data.params["model.cell"] == cell
     assert run.data.params["optimizer._target_"] == "torch.optim.Adam"
     assert run.data.tags["model"] == cell and run.data.tags["data"] == "synthetic_lm"
     assert run.data.tags["task"] == "lm"
+    assert run.info.artifact_uri.removeprefix("file://").startswith(str(tmp_path / "logs"))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "metrics.json", "loss_curve.png"} <= artifacts
     assert any(a.endswith(".ckpt") or "checkpoint" in a for a in _all_artifacts(client, run.info.run_id))

@@ -24,7 +24,8 @@ from rnnlab.tracking.run_info import CurveRecorder, flatten, resolved_yaml, run_
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
+    """Fit and test as configured; extra_callbacks join the configured ones (benchmarks use this)."""
     config.check(cfg)
     _quiet_third_party_logging()
     if cfg.get("seed") is not None:
@@ -41,7 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     output_dir = Path(cfg.paths.output_dir)
     curves = CurveRecorder()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [curves]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [curves, *extra_callbacks]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     if mlflow_logger is not None:

@@ -4,6 +4,9 @@ Loss is the mean token NLL of a window. Perplexity is exp(total NLL / total toke
 split, accumulated token-weighted across windows (and across ranks), never a mean of per-window
 perplexities. When the data knows its Bayes-optimal NLL (data=synthetic_lm), the same tokens' optimum
 is accumulated alongside, giving `*/ppl_optimal` and `*/ppl_gap` = ppl / ppl_optimal − 1.
+When the data marks token groups (data=synthetic_lm: "agreement", the verbs that must agree with a
+subject D tokens back), `*/<group>/loss` is the mean NLL on those tokens alone and
+`*/<group>/excess_nll` its excess over the optimum, in nats per token.
 """
 
 from __future__ import annotations
@@ -31,18 +34,20 @@ class LanguageModelingTask(L.LightningModule):
         self.model = RNNLanguageModel(vocab_size, **model)
         self.carry_state = carry_state
         self._state: dict[str, Any] = {}  # carried recurrent state per stage
-        self.nll = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
-        self.optimal_nll = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        # token-weighted means, keyed "<stage>" or "<stage>/<group>"; created on first use
+        self.nll = torch.nn.ModuleDict()
+        self.optimal_nll = torch.nn.ModuleDict()
 
     def forward(self, tokens, state=None):
         return self.model(tokens, state)
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        """Mean NLL of one window; the state continues from the previous window of the same stage."""
+    def _step(self, batch: dict[str, torch.Tensor], stage: str, reduction: str = "mean") -> torch.Tensor:
+        """NLL of one window (mean, or per token (B, T)); the state continues from the stage's last window."""
         state = self._state.get(stage) if self.carry_state else None
         logits, state = self.model(batch["inputs"], state)
         self._state[stage] = detach_state(state)
-        return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+        nll = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction=reduction)
+        return nll if reduction == "mean" else nll.view_as(batch["targets"])
 
     # --- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -74,11 +79,23 @@ class LanguageModelingTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_step(self, batch, stage: str) -> None:
-        loss = self._step(batch, stage)
-        tokens = batch["targets"].numel()
-        self.nll[stage].update(loss, weight=tokens)
-        if "optimal_nll" in batch:
-            self.optimal_nll[stage].update(batch["optimal_nll"].mean(), weight=tokens)
+        nll = self._step(batch, stage, reduction="none")  # (B, T)
+        masks = {stage: None} | {f"{stage}/{key.removeprefix('group/')}": mask
+                                 for key, mask in batch.items() if key.startswith("group/")}
+        for name, mask in masks.items():
+            selected = nll if mask is None else nll[mask]
+            if selected.numel() == 0:
+                continue
+            self._mean(self.nll, name).update(selected.mean(), weight=selected.numel())
+            if "optimal_nll" in batch:
+                optimal = batch["optimal_nll"] if mask is None else batch["optimal_nll"][mask]
+                self._mean(self.optimal_nll, name).update(optimal.mean(), weight=selected.numel())
+
+    def _mean(self, means: torch.nn.ModuleDict, name: str) -> MeanMetric:
+        key = name.replace("/", "__")  # ModuleDict keys cannot hold "/" or "."
+        if key not in means:
+            means[key] = MeanMetric().to(self.device)
+        return means[key]
 
     def on_validation_epoch_end(self) -> None:
         self._log_perplexity("val")
@@ -87,17 +104,27 @@ class LanguageModelingTask(L.LightningModule):
         self._log_perplexity("test")
 
     def _log_perplexity(self, stage: str) -> None:
-        if self.nll[stage].weight == 0:  # nothing scored (e.g. limit_val_batches=0)
-            return
-        nll = self.nll[stage].compute()  # token-weighted over the split, synced across ranks
-        metrics = {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
-        if self.optimal_nll[stage].weight > 0:
-            optimal = self.optimal_nll[stage].compute()
-            metrics[f"{stage}/ppl_optimal"] = optimal.exp()
-            metrics[f"{stage}/ppl_gap"] = (nll - optimal).exp() - 1
-        self.log_dict(metrics, prog_bar=stage == "val")
-        self.nll[stage].reset()
-        self.optimal_nll[stage].reset()
+        metrics = {}
+        for key, mean in self.nll.items():
+            name = key.replace("__", "/")
+            if not name.split("/")[0] == stage or mean.weight == 0:
+                continue
+            nll = mean.compute()  # token-weighted over the split, synced across ranks
+            optimal = self.optimal_nll[key].compute() if key in self.optimal_nll else None
+            if name == stage:
+                metrics |= {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
+                if optimal is not None:
+                    metrics |= {f"{stage}/ppl_optimal": optimal.exp(),
+                                f"{stage}/ppl_gap": (nll - optimal).exp() - 1}
+            else:
+                metrics[f"{name}/loss"] = nll
+                if optimal is not None:
+                    metrics[f"{name}/excess_nll"] = nll - optimal
+            mean.reset()
+            if optimal is not None:
+                self.optimal_nll[key].reset()
+        if metrics:
+            self.log_dict(metrics, prog_bar=False)
 
     # --- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,0 +1,138 @@
+"""`make bench`: training throughput of rnnlab's `train()` against a minimal raw PyTorch loop.
+
+Both train the same RNNLanguageModel on the same synthetic stream windows with the same batch
+size, bptt, Adam settings and gradient clipping, carrying the detached hidden state. rnnlab runs
+the real train() path (Lightning, callbacks off, MLflow logging on into a temporary store). The two
+alternate in one process so machine noise hits both alike; each measurement times the steps after
+a warm-up. Prints one JSON object per measurement, then medians and their ratio.
+
+    python experiments/throughput/bench.py [--steps 120] [--warmup 20] [--repeats 3] [--cell lstm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from rnnlab.data.synthetic_lm import SyntheticLMDataModule  # noqa: E402
+from rnnlab.models import RNNLanguageModel  # noqa: E402
+from rnnlab.nn import detach_state  # noqa: E402
+
+
+class StepTimer(L.Callback):
+    """Wall time and tokens of training steps warmup+1 .. end."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.tokens, self.start, self.stop = warmup, 0, None, None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.start is not None:
+            self.tokens += batch["targets"].numel()
+            self.stop = time.perf_counter()
+
+
+def rnnlab_tokens_per_s(args, overrides: list[str]) -> float:
+    from conftest import compose_train  # the same composition tests use: real conf/, temp dirs
+
+    from rnnlab.training import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = [f"logger.mlflow.tracking_uri=sqlite:///{tmp}/mlflow.db"] if args.logger == "mlflow" else []
+        cfg = compose_train(overrides + store + [f"trainer.max_steps={args.warmup + args.steps}"], Path(tmp))
+        timer = StepTimer(args.warmup)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON lines
+            train(cfg, extra_callbacks=[timer])
+    return timer.tokens / (timer.stop - timer.start)
+
+
+def raw_tokens_per_s(args, datamodule: SyntheticLMDataModule, model_cfg: dict) -> float:
+    torch.manual_seed(42)
+    model = RNNLanguageModel(datamodule.vocab_size, **model_cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    model.train()
+    state, tokens, start = None, 0, None
+    for step, batch in enumerate(datamodule.train_dataloader()):
+        if step == args.warmup:
+            start = time.perf_counter()
+        logits, state = model(batch["inputs"], state)
+        state = detach_state(state)
+        loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        optimizer.step()
+        if start is not None:
+            tokens += batch["targets"].numel()
+        if step + 1 == args.warmup + args.steps:
+            break
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cell", default="lstm")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--bptt", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.002)
+    parser.add_argument("--clip", type=float, default=0.5)
+    parser.add_argument("--logger", default="mlflow", help="rnnlab's logger option (mlflow, csv, none)")
+    args = parser.parse_args()
+
+    model_cfg = dict(cell=args.cell, embedding_size=128, hidden_size=256, num_layers=2, dropout=0.1)
+    train_tokens = (args.warmup + args.steps + 5) * args.batch_size * args.bptt
+    data = dict(batch_size=args.batch_size, bptt=args.bptt, train_tokens=train_tokens)
+    overrides = [f"model={args.cell}", f"logger={args.logger}", "callbacks=none", "+trainer.enable_progress_bar=false",
+                 "+trainer.enable_model_summary=false", "+trainer.limit_val_batches=0", "test=false",
+                 f"optimizer.lr={args.lr}", f"trainer.gradient_clip_val={args.clip}",
+                 *(f"model.{k}={v}" for k, v in model_cfg.items() if k != "cell"),
+                 *(f"data.{k}={v}" for k, v in data.items())]
+    datamodule = SyntheticLMDataModule(**data)
+    datamodule.setup()
+
+    settings = {"cell": args.cell, "batch_size": args.batch_size, "bptt": args.bptt, "steps": args.steps,
+                "warmup": args.warmup, "logger": args.logger, "model": model_cfg, "torch_threads": torch.get_num_threads(),
+                "torch": torch.__version__, "lightning": L.__version__, "cpu": platform.processor() or
+                platform.machine(), "cores": torch.multiprocessing.cpu_count()}
+    results: dict[str, list[float]] = {"raw_torch": [], "rnnlab": []}
+    for repeat in range(args.repeats):  # alternate so drift and noise hit both
+        for name in ("raw_torch", "rnnlab"):
+            value = (raw_tokens_per_s(args, datamodule, model_cfg) if name == "raw_torch"
+                     else rnnlab_tokens_per_s(args, overrides))
+            results[name].append(value)
+            print(json.dumps({"name": f"{name}_train_tokens_per_s", "value": round(value, 1),
+                              "unit": "tokens/s", "repeat": repeat, **settings}), flush=True)
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    for name, value in medians.items():
+        print(json.dumps({"name": f"{name}_train_tokens_per_s_median", "value": round(value, 1),
+                          "unit": "tokens/s", **settings}))
+    print(json.dumps({"name": "rnnlab_over_raw_ratio", "value": round(medians["rnnlab"] / medians["raw_torch"], 4),
+                      "unit": "ratio", "goal": ">= 0.95", **settings}))
+    # each pair ran back to back, so its ratio cancels slow drift in the machine's speed
+    pair_ratios = [r / w for r, w in zip(results["rnnlab"], results["raw_torch"])]
+    print(json.dumps({"name": "rnnlab_over_raw_pair_ratio_median", "value": round(statistics.median(pair_ratios), 4),
+                      "unit": "ratio", "pairs": [round(r, 4) for r in pair_ratios], **settings}))
+
+
+if __name__ == "__main__":
+    main()

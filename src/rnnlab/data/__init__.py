@@ -1,0 +1,1 @@
+"""Corpora, tokenizers and batching: one module per `data=` option."""

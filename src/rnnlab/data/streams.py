@@ -1,0 +1,59 @@
+"""Contiguous token streams served as truncated-BPTT windows.
+
+A split is a (B, L) matrix: B parallel streams read left to right. Window i covers columns
+[i·bptt, (i+1)·bptt) as inputs and the same columns shifted by one as targets, so consecutive
+windows continue each stream and a task may carry its hidden state from one to the next.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def batchify(stream: torch.Tensor, num_streams: int) -> torch.Tensor:
+    """Cut one token stream (N,) into num_streams contiguous rows (B, N // B), dropping the tail."""
+    length = stream.numel() // num_streams
+    if length < 2:
+        raise ValueError(f"{stream.numel()} tokens cannot fill {num_streams} streams of at least 2 tokens")
+    return stream[: num_streams * length].view(num_streams, length)
+
+
+class BPTTWindows(Dataset):
+    """Item i is one batch: {"inputs": (B, T), "targets": (B, T), ...}, T ≤ bptt.
+
+    Optional extras, each (B, L) aligned with tokens and served for the targets:
+    - optimal_nll: each token's Bayes-optimal −log p, so a task can report its distance to the
+      optimum on exactly the tokens it scored;
+    - groups: named boolean masks ("agreement" = the verbs that must agree with their subject),
+      served as "group/<name>", so a task can report metrics on those tokens alone.
+    """
+
+    def __init__(self, tokens: torch.Tensor, bptt: int, optimal_nll: torch.Tensor | None = None,
+                 groups: dict[str, torch.Tensor] | None = None):
+        if tokens.dim() != 2 or tokens.size(1) < 2:
+            raise ValueError(f"tokens must be (streams, length ≥ 2), got {tuple(tokens.shape)}")
+        self.tokens, self.bptt, self.optimal_nll = tokens, bptt, optimal_nll
+        self.groups = groups or {}
+
+    def __len__(self) -> int:
+        return math.ceil((self.tokens.size(1) - 1) / self.bptt)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        start = i * self.bptt
+        stop = min(start + self.bptt, self.tokens.size(1) - 1)
+        batch = {"inputs": self.tokens[:, start:stop], "targets": self.tokens[:, start + 1 : stop + 1]}
+        if self.optimal_nll is not None:
+            batch["optimal_nll"] = self.optimal_nll[:, start + 1 : stop + 1]
+        for name, mask in self.groups.items():
+            batch[f"group/{name}"] = mask[:, start + 1 : stop + 1]
+        return batch
+
+
+def window_loader(windows: BPTTWindows) -> DataLoader:
+    # Items are already batches; order matters (hidden state is carried), so never shuffle.
+    return DataLoader(windows, batch_size=None, shuffle=False)

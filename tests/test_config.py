@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import CONF
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
-from conftest import CONF
 
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
 

@@ -7,8 +7,8 @@ import sys
 
 import mlflow
 import pytest
-
 from conftest import ROOT
+
 from rnnlab.errors import ConfigError
 from rnnlab.training import train
 

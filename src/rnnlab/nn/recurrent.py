@@ -10,8 +10,6 @@ inputs (B, T, I) → outputs (B, T, D·H) and final state (L·D, B, H), D = 2 if
 
 from __future__ import annotations
 
-from typing import Union
-
 import torch
 from torch import nn
 
@@ -19,7 +17,7 @@ CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
 
 # An LSTM carries (h, C); the others carry h alone.
-RecurrentState = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,

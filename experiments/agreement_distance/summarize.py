@@ -20,7 +20,8 @@ for metrics_file in sorted(runs.glob("*/*/metrics.json")):
 
 print("# Agreement distance: RNN vs LSTM vs GRU on data=synthetic_lm\n")
 print("Command: `bash experiments/agreement_distance/run.sh` (seed 42; default model: 2 layers x 256, "
-      "embedding 128, dropout 0.1, Adam 2e-3, clip 0.5, bptt 64, batch 32, 300k training tokens, 4 epochs).")
+      "embedding 128, dropout 0.1, Adam 2e-3, clip 0.5, bptt 64, batch 32, 300k training tokens, 6 epochs; "
+      "metrics from the best-val checkpoint on the test split).")
 print(f"Machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
       f"torch {torch.__version__}. Total wall time {wall // 60} min {wall % 60} s.\n")
 print("`agreement excess` = mean NLL on the verbs that must agree with their subject minus the Bayes-optimal "
@@ -28,5 +29,6 @@ print("`agreement excess` = mean NLL on the verbs that must agree with their sub
 print("| regime | distance | model | test ppl | optimal ppl | ppl gap | agreement excess (nats) | fit s |")
 print("|---|---|---|---:|---:|---:|---:|---:|")
 order = {"rnn": 0, "lstm": 1, "gru": 2}
-for r in sorted(rows, key=lambda r: (r[0] != "short", order.get(r[3], 9))):
+regimes = {"short": 0, "mid": 1, "long": 2}
+for r in sorted(rows, key=lambda r: (regimes.get(r[0], 9), order.get(r[3], 9))):
     print(f"| {r[0]} | {r[1]}–{r[2]} | {r[3]} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.4f} | {r[7]:.3f} | {r[8]:.0f} |")

@@ -13,6 +13,7 @@ import lightning.pytorch as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -47,6 +48,9 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     if mlflow_logger is not None:
         mlflow_store.ensure_store(mlflow_logger._tracking_uri)
+    if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        log.info("no logger configured: the lr_monitor callback has nothing to log to and is skipped")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     if mlflow_logger is not None and trainer.is_global_zero:
@@ -93,20 +97,21 @@ def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def _quiet_third_party_logging() -> None:
-    # Lightning adds its own console handler; Hydra's root handler already prints (and files) its
-    # records, so drop Lightning's to avoid every line appearing twice.
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()
+    # Lightning adds its own console handlers; Hydra's root handler already prints (and files in the
+    # run's train.log) every record, so drop Lightning's to avoid each line appearing twice.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 def _scalars(callback_metrics: dict[str, Any]) -> dict[str, float]:
-    """Final epoch-level metrics (Lightning's *_step / *_epoch twins folded into the plain key)."""
-    out = {}
+    """Final metrics; an epoch mean (`x_epoch`) stands for `x` over its last step's value."""
+    out = {key: float(value) for key, value in callback_metrics.items() if not key.endswith("_epoch")}
     for key, value in callback_metrics.items():
-        if key.endswith("_step"):
-            continue
-        out[key.removesuffix("_epoch")] = float(value)
+        if key.endswith("_epoch"):
+            out[key.removesuffix("_epoch")] = float(value)
     return out
 
 

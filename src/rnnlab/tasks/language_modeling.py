@@ -57,7 +57,8 @@ class LanguageModelingTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         self._epoch_tokens += batch["targets"].numel()
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)  # every logged step
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)  # mean over the epoch
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:

@@ -55,7 +55,7 @@ class CurveRecorder(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            loss = trainer.callback_metrics.get("train/loss_step")
+            loss = trainer.callback_metrics.get("train/loss")
             if loss is not None:
                 self.train.append((trainer.global_step, float(loss)))
 

@@ -96,3 +96,15 @@ def test_without_logger_default_callbacks_still_run(make_cfg, tmp_path):
     assert math.isfinite(metrics["test/ppl"])
     assert (tmp_path / "run" / "metrics.json").exists()
     assert list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+
+
+def test_loss_curve_records_each_validation_at_its_step(make_cfg):
+    from rnnlab.tracking.run_info import CurveRecorder
+
+    recorder = CurveRecorder()
+    metrics = train(make_cfg("logger=none", "trainer.max_epochs=2"), extra_callbacks=[recorder])
+    steps = [step for step, _ in recorder.val]
+    assert len(steps) == 2 and steps[1] == 2 * steps[0]  # one point per epoch, at the epoch's end
+    assert recorder.val[-1][1] == pytest.approx(metrics["val/loss"])  # the last epoch's value
+    assert recorder.optimal == pytest.approx(math.log(metrics["val/ppl_optimal"]), rel=1e-6)
+    assert [step for step, _ in recorder.train] == list(range(1, steps[1] + 1))  # every step

@@ -52,17 +52,21 @@ class CurveRecorder(Callback):
     def __init__(self):
         self.train: list[tuple[int, float]] = []
         self.val: list[tuple[int, float]] = []
+        self.optimal: float | None = None  # Bayes-optimal val loss, when the data knows it
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step % max(1, trainer.log_every_n_steps) == 0:
-            loss = trainer.callback_metrics.get("train/loss")
-            if loss is not None:
-                self.train.append((trainer.global_step, float(loss)))
+        # x = optimizer steps completed, as for the validation points below
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            self.train.append((trainer.global_step, float(loss)))
 
-    def on_validation_epoch_end(self, trainer, pl_module):
+    def on_validation_end(self, trainer, pl_module):
+        # not on_validation_epoch_end: callbacks run that hook before the task logs val/loss
         loss = trainer.callback_metrics.get("val/loss")
         if loss is not None and not trainer.sanity_checking:
             self.val.append((trainer.global_step, float(loss)))
+            optimal_ppl = trainer.callback_metrics.get("val/ppl_optimal")
+            self.optimal = float(optimal_ppl.log()) if optimal_ppl is not None else None
 
     def plot(self, path: Path, title: str) -> Path | None:
         if not self.train and not self.val:
@@ -73,10 +77,12 @@ class CurveRecorder(Callback):
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        for points, label, style in ((self.train, "train/loss", "-"), (self.val, "val/loss", "o-")):
+        for points, label, style in ((self.train, "train/loss (per step)", "-"), (self.val, "val/loss", "o-")):
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, style, label=label)
+        if self.optimal is not None:
+            ax.axhline(self.optimal, color="gray", linestyle="--", label="Bayes-optimal val/loss")
         ax.set(xlabel="step", ylabel="loss (nats/token)", title=title)
         ax.grid(alpha=0.3)
         ax.legend()

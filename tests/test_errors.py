@@ -25,6 +25,9 @@ CASES = [
     ("data.bptt=0", "data.bptt=0 is invalid"),
     ("hardware=gpu", "trainer.accelerator=gpu but no CUDA device is visible"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 is invalid"),
+    ("+model.hiden_size=3", "model.hiden_size is not an option here; valid: cell, embedding_size, hidden_size"),
+    ("+optimizer.betaz=3", "optimizer.betaz is not an option here; valid: lr, betas, eps"),
+    ("optimizer.weight_decay=-1", "optimizer=Adam rejects its settings: Invalid weight_decay value: -1"),
 ]
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, check_options
 
 
 def project_root() -> Path:
@@ -25,6 +26,14 @@ def check(cfg: DictConfig) -> None:
     lr = cfg.optimizer.get("lr")
     if lr is None or not isinstance(lr, (int, float)) or lr <= 0:
         raise ConfigError(f"optimizer.lr={lr} is invalid: must be a positive number")
+    # build it once on a dummy parameter: unknown keys and invalid values fail now, not mid-fit
+    optimizer_class = get_class(cfg.optimizer._target_)
+    check_options(optimizer_class, [k for k in cfg.optimizer if k != "_target_"], "optimizer", ignore=("params",))
+    try:
+        instantiate(cfg.optimizer, params=[torch.nn.Parameter(torch.zeros(1))])
+    except Exception as error:  # torch's message, e.g. "Invalid beta parameter at index 0: 1.5"
+        raise ConfigError(f"optimizer={optimizer_class.__name__} rejects its settings: "
+                          f"{error.__cause__ or error}") from None
     trainer = cfg.trainer
     accelerator = str(trainer.get("accelerator", "auto"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():

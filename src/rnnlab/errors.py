@@ -1,4 +1,9 @@
-"""The one exception type that means "the user asked for something invalid"."""
+"""The one exception type that means "the user asked for something invalid", and a check for it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
 
 
 class ConfigError(ValueError):
@@ -6,3 +11,18 @@ class ConfigError(ValueError):
 
     Entry scripts print it without a stack trace and exit with status 2.
     """
+
+
+def check_options(target: Callable, options: Iterable[str], group: str, ignore: Iterable[str] = ()) -> None:
+    """Raise ConfigError if `options` holds a key that `target` does not accept.
+
+    Hydra lets users add keys with `+group.key=value`; without this they surface as a TypeError
+    stack trace from deep inside training.
+    """
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    valid = [name for name in parameters if name not in ("self", *ignore)]
+    for key in options:
+        if key not in valid and not key.startswith("_"):
+            raise ConfigError(f"{group}.{key} is not an option here; valid: {', '.join(valid)}")

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
+from rnnlab.errors import check_options
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
 
@@ -31,6 +32,7 @@ class LanguageModelingTask(L.LightningModule):
         groups), kept as hyperparameters so a checkpoint alone rebuilds the task."""
         super().__init__()
         self.save_hyperparameters(logger=False)
+        check_options(RNNLanguageModel, model, "model", ignore=("vocab_size",))
         self.model = RNNLanguageModel(vocab_size, **model)
         self.carry_state = carry_state
         self._state: dict[str, Any] = {}  # carried recurrent state per stage

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnlab.data.streams import BPTTWindows, batchify, window_loader
+from rnnlab.data.streams import BPTTWindows, TokenGroup, batchify, window_loader
 from rnnlab.tasks import LanguageModelingTask
 
 MODEL = {"cell": "lstm", "embedding_size": 8, "hidden_size": 8, "num_layers": 1}
@@ -17,11 +17,14 @@ ADAM = {"_target_": "torch.optim.Adam", "lr": 1e-3}
 
 
 class ConstantModel(nn.Module):
-    """Predicts p(0) = 0.8, p(1) = 0.2 at every position."""
+    """Predicts the same distribution (default p(0) = 0.8, p(1) = 0.2) at every position."""
+
+    def __init__(self, probs=(0.8, 0.2)):
+        super().__init__()
+        self.probs = torch.tensor(probs)
 
     def forward(self, tokens, state=None):
-        logits = torch.log(torch.tensor([0.8, 0.2])).expand(*tokens.shape, 2)
-        return logits, state
+        return self.probs.log().expand(*tokens.shape, len(self.probs)), state
 
 
 def validate(task, loader) -> dict[str, float]:
@@ -50,7 +53,8 @@ def test_group_metrics_score_only_their_tokens():
     optimal = torch.full(tokens.shape, 0.1)
     task = LanguageModelingTask(vocab_size=2, model=MODEL, optimizer=ADAM)
     task.model = ConstantModel()
-    loader = window_loader(BPTTWindows(tokens, bptt=3, optimal_nll=optimal, groups={"tail": last_two}))
+    loader = window_loader(BPTTWindows(tokens, bptt=3, optimal_nll=optimal,
+                                       groups={"tail": TokenGroup(last_two)}))
     metrics = validate(task, loader)
     tail_nll = (3 * -math.log(0.8) - math.log(0.2)) / 4
     assert metrics["val/tail/loss"] == pytest.approx(tail_nll, rel=1e-6)
@@ -82,3 +86,16 @@ def test_windows_cover_every_target_once():
     inputs = torch.cat([w["inputs"] for w in windows], dim=1)
     assert torch.equal(targets, tokens[:, 1:]) and torch.equal(inputs, tokens[:, :-1])
     assert torch.equal(batchify(torch.arange(10), 3), torch.arange(9).view(3, 3))
+
+
+def test_choice_nll_renormalises_over_the_group_candidates():
+    # p = (0.5, 0.3, 0.2); the group's tokens are drawn from {1, 2}: p(1 | {1,2}) = 0.6, p(2 | {1,2}) = 0.4
+    tokens = torch.tensor([[0, 1, 0, 2, 0, 1]])
+    group = TokenGroup(mask=tokens >= 1, choices=torch.tensor([1, 2]), choice_optimal_nll=math.log(2))
+    task = LanguageModelingTask(vocab_size=3, model=MODEL, optimizer=ADAM)
+    task.model = ConstantModel((0.5, 0.3, 0.2))
+    metrics = validate(task, window_loader(BPTTWindows(tokens, bptt=2, groups={"verb": group})))
+    choice_nll = (2 * -math.log(0.6) - math.log(0.4)) / 3
+    assert metrics["val/verb/choice_nll"] == pytest.approx(choice_nll, rel=1e-6)
+    assert metrics["val/verb/choice_excess"] == pytest.approx(choice_nll - math.log(2), rel=1e-5)
+    assert metrics["val/verb/loss"] == pytest.approx((2 * -math.log(0.3) - math.log(0.2)) / 3, rel=1e-6)

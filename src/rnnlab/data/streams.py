@@ -8,6 +8,7 @@ windows continue each stream and a task may carry its hidden state from one to t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -21,18 +22,34 @@ def batchify(stream: torch.Tensor, num_streams: int) -> torch.Tensor:
     return stream[: num_streams * length].view(num_streams, length)
 
 
+@dataclass
+class TokenGroup:
+    """Target tokens to score apart from the rest.
+
+    mask (B, L) marks the group's tokens. choices, when given, are the token ids the group's
+    tokens are drawn from (e.g. all verbs): a task then also scores each target among those
+    choices alone, −log p(target | the token is one of choices), which separates *which* token
+    from *whether* one comes. choice_optimal_nll is that score's Bayes optimum, if known.
+    """
+
+    mask: torch.Tensor
+    choices: torch.Tensor | None = None
+    choice_optimal_nll: float | None = None
+
+
 class BPTTWindows(Dataset):
     """Item i is one batch: {"inputs": (B, T), "targets": (B, T), ...}, T ≤ bptt.
 
     Optional extras, each (B, L) aligned with tokens and served for the targets:
     - optimal_nll: each token's Bayes-optimal −log p, so a task can report its distance to the
       optimum on exactly the tokens it scored;
-    - groups: named boolean masks ("agreement" = the verbs that must agree with their subject),
-      served as "group/<name>", so a task can report metrics on those tokens alone.
+    - groups: named TokenGroups ("agreement" = the verbs that must agree with their subject),
+      served as "group/<name>" (mask) and, with choices, "choices/<name>" and
+      "choice_optimal_nll/<name>", so a task can report metrics on those tokens alone.
     """
 
     def __init__(self, tokens: torch.Tensor, bptt: int, optimal_nll: torch.Tensor | None = None,
-                 groups: dict[str, torch.Tensor] | None = None):
+                 groups: dict[str, TokenGroup] | None = None):
         if tokens.dim() != 2 or tokens.size(1) < 2:
             raise ValueError(f"tokens must be (streams, length ≥ 2), got {tuple(tokens.shape)}")
         self.tokens, self.bptt, self.optimal_nll = tokens, bptt, optimal_nll
@@ -49,8 +66,12 @@ class BPTTWindows(Dataset):
         batch = {"inputs": self.tokens[:, start:stop], "targets": self.tokens[:, start + 1 : stop + 1]}
         if self.optimal_nll is not None:
             batch["optimal_nll"] = self.optimal_nll[:, start + 1 : stop + 1]
-        for name, mask in self.groups.items():
-            batch[f"group/{name}"] = mask[:, start + 1 : stop + 1]
+        for name, group in self.groups.items():
+            batch[f"group/{name}"] = group.mask[:, start + 1 : stop + 1]
+            if group.choices is not None:
+                batch[f"choices/{name}"] = group.choices
+                if group.choice_optimal_nll is not None:
+                    batch[f"choice_optimal_nll/{name}"] = torch.tensor(group.choice_optimal_nll)
         return batch
 
 

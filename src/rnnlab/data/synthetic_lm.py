@@ -37,7 +37,7 @@ import lightning.pytorch as L
 import numpy as np
 import torch
 
-from rnnlab.data.streams import BPTTWindows, window_loader
+from rnnlab.data.streams import BPTTWindows, TokenGroup, window_loader
 from rnnlab.errors import ConfigError
 
 
@@ -267,9 +267,12 @@ class SyntheticLMDataModule(L.LightningDataModule):
             # distinct, reproducible seeds per split: train/val/test never share a sample
             tokens, nll = self.source.sample_streams(streams, total // streams, seed=self.seed * 3 + offset)
             tokens = torch.from_numpy(tokens)
-            verbs = (tokens >= self.source.verb_offset) & (tokens < self.source.eos_id)
+            verb_ids = torch.arange(self.source.verb_offset, self.source.eos_id)
+            agreement = TokenGroup(mask=torch.isin(tokens, verb_ids), choices=verb_ids,
+                                   # once a verb comes, the optimum knows its class: uniform over N_v
+                                   choice_optimal_nll=math.log(self.source.spec.verbs_per_class))
             self.splits[split] = BPTTWindows(tokens, self.bptt, torch.from_numpy(nll).float(),
-                                             groups={"agreement": verbs})
+                                             groups={"agreement": agreement})
 
     def optimal_nll(self, split: str) -> float:
         """Bayes-optimal mean NLL (nats/token) over the whole split's scored tokens."""

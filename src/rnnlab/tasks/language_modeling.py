@@ -6,7 +6,11 @@ perplexities. When the data knows its Bayes-optimal NLL (data=synthetic_lm), the
 is accumulated alongside, giving `*/ppl_optimal` and `*/ppl_gap` = ppl / ppl_optimal − 1.
 When the data marks token groups (data=synthetic_lm: "agreement", the verbs that must agree with a
 subject D tokens back), `*/<group>/loss` is the mean NLL on those tokens alone and
-`*/<group>/excess_nll` its excess over the optimum, in nats per token.
+`*/<group>/excess_nll` its excess over the optimum on them. Because these tokens are chosen by
+what they turned out to be, that excess mixes *whether* such a token comes (which a model may
+over-predict, scoring below the optimum here and paying elsewhere) with *which* one. When the
+group lists its candidate tokens, `*/<group>/choice_nll` = −log p(target | target ∈ choices)
+isolates *which*, and `*/<group>/choice_excess` is its excess over the optimum (≥ 0 in expectation).
 """
 
 from __future__ import annotations
@@ -43,13 +47,16 @@ class LanguageModelingTask(L.LightningModule):
     def forward(self, tokens, state=None):
         return self.model(tokens, state)
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str, reduction: str = "mean") -> torch.Tensor:
-        """NLL of one window (mean, or per token (B, T)); the state continues from the stage's last window."""
+    def _logits(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """(B, T, V) for one window; the state continues from the stage's previous window."""
         state = self._state.get(stage) if self.carry_state else None
         logits, state = self.model(batch["inputs"], state)
         self._state[stage] = detach_state(state)
-        nll = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), reduction=reduction)
-        return nll if reduction == "mean" else nll.view_as(batch["targets"])
+        return logits
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        """Mean NLL of one window."""
+        return F.cross_entropy(self._logits(batch, stage).flatten(0, 1), batch["targets"].flatten())
 
     # --- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -82,17 +89,31 @@ class LanguageModelingTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_step(self, batch, stage: str) -> None:
-        nll = self._step(batch, stage, reduction="none")  # (B, T)
-        masks = {stage: None} | {f"{stage}/{key.removeprefix('group/')}": mask
-                                 for key, mask in batch.items() if key.startswith("group/")}
-        for name, mask in masks.items():
-            selected = nll if mask is None else nll[mask]
-            if selected.numel() == 0:
+        logits = self._logits(batch, stage)  # (B, T, V)
+        targets = batch["targets"]
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+        optimal = batch.get("optimal_nll")
+        self._update(stage, nll, optimal)
+        for key, mask in batch.items():
+            if not key.startswith("group/") or not mask.any():
                 continue
-            self._mean(self.nll, name).update(selected.mean(), weight=selected.numel())
-            if "optimal_nll" in batch:
-                optimal = batch["optimal_nll"] if mask is None else batch["optimal_nll"][mask]
-                self._mean(self.optimal_nll, name).update(optimal.mean(), weight=selected.numel())
+            group = key.removeprefix("group/")
+            name = f"{stage}/{group}"
+            self._update(name, nll[mask], None if optimal is None else optimal[mask])
+            choices = batch.get(f"choices/{group}")
+            if choices is not None:
+                # −log p(target | target ∈ choices): renormalise over the candidates only
+                among = logits[mask][:, choices]  # (N, C)
+                position = (targets[mask].unsqueeze(1) == choices).float().argmax(dim=1)
+                choice_nll = F.cross_entropy(among, position, reduction="none")
+                choice_optimal = batch.get(f"choice_optimal_nll/{group}")
+                self._update(f"{name}/choice", choice_nll,
+                             None if choice_optimal is None else choice_optimal.expand_as(choice_nll))
+
+    def _update(self, name: str, nll: torch.Tensor, optimal: torch.Tensor | None) -> None:
+        self._mean(self.nll, name).update(nll.mean(), weight=nll.numel())
+        if optimal is not None:
+            self._mean(self.optimal_nll, name).update(optimal.mean(), weight=nll.numel())
 
     def _mean(self, means: torch.nn.ModuleDict, name: str) -> MeanMetric:
         key = name.replace("/", "__")  # ModuleDict keys cannot hold "/" or "."
@@ -119,6 +140,10 @@ class LanguageModelingTask(L.LightningModule):
                 if optimal is not None:
                     metrics |= {f"{stage}/ppl_optimal": optimal.exp(),
                                 f"{stage}/ppl_gap": (nll - optimal).exp() - 1}
+            elif name.endswith("/choice"):
+                metrics[f"{name}_nll"] = nll
+                if optimal is not None:
+                    metrics[f"{name}_excess"] = nll - optimal
             else:
                 metrics[f"{name}/loss"] = nll
                 if optimal is not None:

@@ -65,9 +65,11 @@ class LanguageModelingTask(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
-        self._epoch_tokens += batch["targets"].numel()
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)  # every logged step
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)  # mean over the epoch
+        tokens = batch["targets"].numel()
+        self._epoch_tokens += tokens
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
+        # token-weighted over the epoch (its last window may be shorter than bptt)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=tokens)
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
@@ -122,16 +124,16 @@ class LanguageModelingTask(L.LightningModule):
         return means[key]
 
     def on_validation_epoch_end(self) -> None:
-        self._log_perplexity("val")
+        self._log_eval_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_perplexity("test")
+        self._log_eval_metrics("test")
 
-    def _log_perplexity(self, stage: str) -> None:
+    def _log_eval_metrics(self, stage: str) -> None:
         metrics = {}
         for key, mean in self.nll.items():
             name = key.replace("__", "/")
-            if not name.split("/")[0] == stage or mean.weight == 0:
+            if name.split("/")[0] != stage or mean.weight == 0:
                 continue
             nll = mean.compute()  # token-weighted over the split, synced across ranks
             optimal = self.optimal_nll[key].compute() if key in self.optimal_nll else None

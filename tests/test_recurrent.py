@@ -1,28 +1,146 @@
-"""The recurrent layer factory: cells, options, and the LSTM forget-gate bias."""
+"""Both recurrent backends: scratch cells equal torch's fused kernels; padding never leaks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.func import functional_call
 
 from rnnlab.nn import recurrent_layer
+from rnnlab.nn.recurrent import copy_fused_weights
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+# (cell, options): the four functions both backends implement
+FUNCTIONS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}),
+             ("gru", {"gru_form": "torch"})]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_shapes(cell, bidirectional):
-    layer = recurrent_layer(cell, input_size=5, hidden_size=7, num_layers=3, bidirectional=bidirectional)
-    outputs, state = layer(torch.randn(2, 4, 5))
-    directions = 2 if bidirectional else 1
-    assert outputs.shape == (2, 4, 7 * directions)
-    h = state[0] if cell == "lstm" else state
-    assert h.shape == (3 * directions, 2, 7)
+def pair(cell, options, num_layers, bidirectional, input_size=5, hidden_size=7, seed=0):
+    torch.manual_seed(seed)
+    fused_options = {k: v for k, v in options.items() if k != "gru_form"}
+    fused = recurrent_layer(cell, input_size, hidden_size, num_layers, bidirectional=bidirectional, **fused_options)
+    scratch = recurrent_layer(cell, input_size, hidden_size, num_layers, bidirectional=bidirectional,
+                              backend="scratch", **options)
+    copy_fused_weights(fused, scratch)
+    return fused, scratch
+
+
+def flat(state):
+    return torch.cat([s.flatten() for s in state]) if isinstance(state, tuple) else state.flatten()
+
+
+@pytest.mark.parametrize("cell,options", FUNCTIONS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
+@pytest.mark.parametrize("num_layers", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+def test_scratch_equals_fused(cell, options, num_layers, bidirectional, padded):
+    """Outputs, final states and every parameter gradient agree within 1e-5 (fp32)."""
+    fused, scratch = pair(cell, options, num_layers, bidirectional)
+    x = torch.randn(4, 6, 5)
+    lengths = torch.tensor([6, 2, 5, 1]) if padded else None
+    results = []
+    for layer in (fused, scratch):
+        outputs, final = layer(x, lengths=lengths)
+        # a loss that weighs every output and final-state entry differently (randn_like would
+        # follow each tensor's strides, and fused outputs are laid out differently)
+        torch.manual_seed(1)
+        loss = (outputs * torch.randn(outputs.shape)).sum() + (flat(final) * torch.randn(flat(final).shape)).sum()
+        layer.zero_grad()
+        loss.backward()
+        results.append((outputs.detach(), flat(final).detach()))
+    torch.testing.assert_close(results[1][0], results[0][0], **TOL)
+    torch.testing.assert_close(results[1][1], results[0][1], **TOL)
+    # gradients, mapped back through the documented weight correspondence
+    H, D = 7, 2 if bidirectional else 1
+    for layer in range(num_layers):
+        for direction, suffix in enumerate(["", "_reverse"][:D]):
+            c = scratch.cells[layer * D + direction]
+            g = lambda name: getattr(fused.module, f"{name}_l{layer}{suffix}").grad  # noqa: B023
+            torch.testing.assert_close(c.W_in.grad, g("weight_ih"), **TOL)
+            torch.testing.assert_close(c.W_rec.grad, g("weight_hh"), **TOL)
+            torch.testing.assert_close(c.b.grad, g("bias_ih"), **TOL)  # ∂L/∂b = ∂L/∂b_ih
+            if cell == "gru":
+                torch.testing.assert_close(c.b_rec.grad, g("bias_hh")[2 * H :], **TOL)
+            else:
+                torch.testing.assert_close(c.b.grad, g("bias_hh"), **TOL)
+
+
+@pytest.mark.parametrize("cell,options", FUNCTIONS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])
+def test_scratch_equals_fused_with_given_state(cell, options):
+    fused, scratch = pair(cell, options, 2, True)
+    x = torch.randn(3, 4, 5)
+    h0 = torch.randn(4, 3, 7)
+    state = (h0, torch.randn(4, 3, 7)) if cell == "lstm" else h0
+    lengths = torch.tensor([4, 1, 3])
+    a, b = fused(x, state, lengths), scratch(x, state, lengths)
+    torch.testing.assert_close(b[0], a[0], **TOL)
+    torch.testing.assert_close(flat(b[1]), flat(a[1]), **TOL)
+
+
+SCRATCH = [("rnn", {}), ("rnn", {"leak": 0.3}), ("rnn", {"leak": 0.5, "learn_leak": True}),
+           ("rnn", {"skip": 3}), ("lstm", {}), ("gru", {}), ("gru", {"gru_form": "torch"})]
+SCRATCH_IDS = ["rnn", "leaky", "learned-leak", "skip", "lstm", "gru-lecture", "gru-torch"]
+
+
+@pytest.mark.parametrize("backend", ["fused", "scratch"])
+@pytest.mark.parametrize("cell,options", SCRATCH, ids=SCRATCH_IDS)
+def test_padded_batch_equals_each_sequence_alone(cell, options, backend):
+    """The seeds' "[pad] [pad] …" problem: padding must change no output and no final state."""
+    if backend == "fused" and options and options != {"gru_form": "torch"}:
+        pytest.skip("scratch-only option")
+    options = {} if backend == "fused" else options
+    torch.manual_seed(0)
+    layer = recurrent_layer(cell, 5, 7, num_layers=2, bidirectional=True, backend=backend, **options).eval()
+    lengths = torch.tensor([6, 2, 4])
+    x = torch.randn(3, 6, 5)
+    x_padded = x.clone()
+    for i, n in enumerate(lengths):
+        x_padded[i, n:] = 100.0  # garbage in the padding: it must not matter
+    outputs, final = layer(x_padded, lengths=lengths)
+    for i, n in enumerate(lengths.tolist()):
+        alone, alone_final = layer(x[i : i + 1, :n])
+        torch.testing.assert_close(outputs[i : i + 1, :n], alone, **TOL)
+        assert torch.all(outputs[i, n:] == 0)
+        finals = final if isinstance(final, tuple) else (final,)
+        alone_finals = alone_final if isinstance(alone_final, tuple) else (alone_final,)
+        for f, a in zip(finals, alone_finals):
+            torch.testing.assert_close(f[:, i : i + 1], a, **TOL)
+
+
+@pytest.mark.parametrize("cell,options", SCRATCH, ids=SCRATCH_IDS)
+def test_gradcheck_float64(cell, options):
+    """Autograd through every scratch cell, leaky and skip included, against finite differences."""
+    torch.manual_seed(0)
+    layer = recurrent_layer(cell, 3, 4, num_layers=2, bidirectional=True, backend="scratch", **options).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 3])
+    names, weights = zip(*[(n, p.detach().clone().requires_grad_(True)) for n, p in layer.named_parameters()])
+
+    def functional(x, *weights):  # the layer as a function of its input and weights
+        outputs, final = functional_call(layer, dict(zip(names, weights)), (x,), {"lengths": lengths})
+        return outputs, *(final if isinstance(final, tuple) else (final,))
+
+    assert torch.autograd.gradcheck(functional, (x, *weights), eps=1e-6, atol=1e-5)
+
+
+def test_learned_initial_state_is_used_and_trained():
+    torch.manual_seed(0)
+    for backend in ("fused", "scratch"):
+        layer = recurrent_layer("lstm", 3, 4, num_layers=2, backend=backend, learn_initial_state=True)
+        with torch.no_grad():
+            layer.h0.fill_(0.5)
+        x = torch.randn(2, 3, 3)
+        out_learned, _ = layer(x)
+        out_zero, _ = layer(x, (torch.zeros(2, 2, 4), torch.zeros(2, 2, 4)))
+        assert not torch.allclose(out_learned, out_zero)
+        out_learned.sum().backward()
+        assert layer.h0.grad.abs().sum() > 0 and layer.C0.grad.abs().sum() > 0
 
 
 def test_forget_bias_sets_every_layer_and_direction():
-    lstm = recurrent_layer("lstm", 3, 4, num_layers=2, bidirectional=True, forget_bias=1.0)
+    fused = recurrent_layer("lstm", 3, 4, num_layers=2, bidirectional=True, forget_bias=1.0)
     effective = {}
-    for name, bias in lstm.named_parameters():
+    for name, bias in fused.module.named_parameters():
         if name.startswith("bias_"):
             suffix = name.split("_", 2)[2]  # l0, l0_reverse, l1, ...
             effective[suffix] = effective.get(suffix, 0) + bias.detach()
@@ -30,15 +148,50 @@ def test_forget_bias_sets_every_layer_and_direction():
     for bias in effective.values():
         assert torch.equal(bias[4:8], torch.ones(4))  # f gate: b_ih + b_hh = 1
         assert not torch.equal(bias[:4], torch.zeros(4))  # other gates keep torch's init
-    # f_t = sigmoid(1) with zero input and state, in the first step of the first layer
-    single = recurrent_layer("lstm", 3, 4, forget_bias=1.0)
-    with torch.no_grad():
-        for p in single.parameters():
-            if not p.dim() == 1:
-                p.zero_()
-    assert single.bias_ih_l0[4:8].tolist() == [1.0] * 4
+    scratch = recurrent_layer("lstm", 3, 4, num_layers=2, bidirectional=True, forget_bias=1.0, backend="scratch")
+    for cell in scratch.cells:
+        assert torch.equal(cell.b[4:8].detach(), torch.ones(4))
 
 
-def test_forget_bias_rejected_for_other_cells():
-    with pytest.raises(ValueError, match="forget_bias applies to lstm only"):
-        recurrent_layer("gru", 3, 4, forget_bias=1.0)
+def test_leak_one_is_the_plain_rnn_and_skip_changes_the_function():
+    torch.manual_seed(0)
+    plain = recurrent_layer("rnn", 3, 4, backend="scratch")
+    torch.manual_seed(0)
+    leaky = recurrent_layer("rnn", 3, 4, backend="scratch", leak=1.0)
+    x = torch.randn(2, 6, 3)
+    torch.testing.assert_close(leaky(x)[0], plain(x)[0])
+    torch.manual_seed(0)
+    skip = recurrent_layer("rnn", 3, 4, backend="scratch", skip=2)
+    # the first d outputs see no h_{t-d} yet; from t = d on the skip path contributes
+    torch.testing.assert_close(skip(x)[0][:, :2], plain(x)[0][:, :2])
+    assert not torch.allclose(skip(x)[0][:, 2:], plain(x)[0][:, 2:])
+
+
+def test_gru_lecture_form_follows_its_equations():
+    """One step by hand: r, z, h̃ = tanh(W_in x + b + W_rec[r ⊙ h]), h = (1 − z) h + z h̃."""
+    torch.manual_seed(0)
+    layer = recurrent_layer("gru", 3, 4, backend="scratch")
+    c = layer.cells[0]
+    x, h = torch.randn(1, 3), torch.randn(1, 4)
+    u = x @ c.W_in.T + c.b
+    r = torch.sigmoid(u[:, :4] + h @ c.W_rec[:4].T)
+    z = torch.sigmoid(u[:, 4:8] + h @ c.W_rec[4:8].T)
+    h_tilde = torch.tanh(u[:, 8:] + (r * h) @ c.W_rec[8:].T)
+    expected = (1 - z) * h + z * h_tilde
+    out, _ = layer(x[:, None], h[None])
+    torch.testing.assert_close(out[:, 0], expected)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(cell="gru", forget_bias=1.0), "forget_bias applies to lstm only"),
+    (dict(cell="rnn", leak=0.5), "leak needs backend=scratch"),
+    (dict(cell="rnn", skip=3), "skip needs backend=scratch"),
+    (dict(cell="gru", gru_form="lecture"), "gru_form needs backend=scratch"),
+    (dict(cell="lstm", leak=0.5, backend="scratch"), "apply to the Elman rnn cell only"),
+    (dict(cell="rnn", skip=1, backend="scratch"), "skip=1 must be an integer ≥ 2"),
+    (dict(cell="rnn", leak=1.5, backend="scratch"), "leak=1.5 must be in"),
+    (dict(cell="rnn", backend="cudnn"), "backend='cudnn' is not one of fused, scratch"),
+])
+def test_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        recurrent_layer(input_size=3, hidden_size=4, **kwargs)

@@ -34,10 +34,10 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 
     datamodule = _instantiate(cfg.data)
     datamodule.prepare_data()
-    datamodule.setup("fit")  # the task needs the vocabulary size
+    datamodule.setup("fit")  # the task needs what the data determines (vocabulary sizes, ...)
     plain = OmegaConf.to_container(cfg, resolve=True)
     task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
-    task = get_class(cfg.task._target_)(vocab_size=datamodule.vocab_size, model=plain["model"],
+    task = get_class(cfg.task._target_)(**datamodule.task_inputs, model=plain["model"],
                                         optimizer=plain["optimizer"], scheduler=plain.get("scheduler"),
                                         **task_kwargs)
 
@@ -47,7 +47,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
     if mlflow_logger is not None:
-        mlflow_store.ensure_store(mlflow_logger._tracking_uri)
+        mlflow_store.ensure_store(tracking_uri(cfg))
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         log.info("no logger configured: the lr_monitor callback has nothing to log to and is skipped")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
@@ -82,8 +82,13 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
             if plot:
                 run.log_artifact(mlflow_logger.run_id, str(plot))
             run.log_metric(mlflow_logger.run_id, "fit_seconds", fit_seconds)
-        _report(metrics, mlflow_logger, output_dir)
+        _report(metrics, mlflow_logger, output_dir, cfg)
     return metrics
+
+
+def tracking_uri(cfg: DictConfig) -> str:
+    """The MLflow store configured by logger=mlflow (env MLFLOW_TRACKING_URI overrides it there)."""
+    return cfg.logger.mlflow.tracking_uri
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:
@@ -120,7 +125,8 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return callback.best_model_path or None if callback is not None else None
 
 
-def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, output_dir: Path) -> None:
+def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, output_dir: Path,
+            cfg: DictConfig) -> None:
     width = max(len(k) for k in metrics)
     lines = ["", "final metrics", "-" * (width + 14)]
     for key in sorted(metrics):
@@ -130,6 +136,6 @@ def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, outpu
     lines.append("-" * (width + 14))
     lines.append(f"outputs:        {output_dir}")
     if mlflow_logger is not None:
-        lines.append(f"mlflow run id:  {mlflow_logger.run_id}  (experiment {mlflow_logger._experiment_name!r})")
-        lines.append(f"browse runs:    make ui   (mlflow ui --backend-store-uri {mlflow_logger._tracking_uri})")
+        lines.append(f"mlflow run id:  {mlflow_logger.run_id}  (experiment {cfg.logger.mlflow.experiment_name!r})")
+        lines.append(f"browse runs:    make ui   (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
     print("\n".join(lines), flush=True)

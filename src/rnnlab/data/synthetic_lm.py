@@ -254,6 +254,11 @@ class SyntheticLMDataModule(L.LightningDataModule):
         return self.source.vocab_size
 
     @property
+    def task_inputs(self) -> dict[str, int]:
+        """What the task needs from the data to build its model."""
+        return {"vocab_size": self.vocab_size}
+
+    @property
     def vocab(self) -> list[str]:
         return self.source.vocab
 

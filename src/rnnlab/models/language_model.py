@@ -18,7 +18,9 @@ class RNNLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, cell: str = "lstm", embedding_size: int = 128,
                  hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.0,
                  bidirectional: bool = False, tie_weights: bool = False, nonlinearity: str = "tanh",
-                 forget_bias: float | None = None):
+                 forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                 gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
+                 skip: int | None = None):
         super().__init__()
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
                            num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity)
@@ -26,16 +28,18 @@ class RNNLanguageModel(nn.Module):
             raise ConfigError("model.bidirectional=true is not meaningful for a left-to-right language "
                               "model (the backward direction would read the token it must predict); "
                               "set model.bidirectional=false")
-        if forget_bias is not None and cell != "lstm":
-            raise ConfigError(f"model.forget_bias applies to the LSTM's forget gate only, not cell={cell}; "
-                              "remove it or use model=lstm")
         if tie_weights and embedding_size != hidden_size:
             raise ConfigError(f"model.tie_weights=true needs model.embedding_size == model.hidden_size, got "
                               f"{embedding_size} and {hidden_size}; set them equal or tie_weights=false")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
-                                   nonlinearity=nonlinearity, forget_bias=forget_bias)
+        try:
+            self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
+                                       nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend,
+                                       learn_initial_state=learn_initial_state, gru_form=gru_form, leak=leak,
+                                       learn_leak=learn_leak, skip=skip)
+        except ValueError as error:  # the layer names its argument; here it is a model.* key
+            raise ConfigError(f"model.{error}") from None
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embedding.weight

@@ -1,56 +1,225 @@
-"""The recurrent stack behind every task: `model.cell` = rnn | lstm | gru.
+"""The recurrent stack behind every task: `model.cell` = rnn | lstm | gru, `model.backend` = fused | scratch.
 
-For now these are torch's fused modules (cuDNN / oneDNN kernels); all run batch-first:
-inputs (B, T, I) → outputs (B, T, D·H) and final state (L·D, B, H), D = 2 if bidirectional.
+One interface for both backends, batch-first:
 
-    rnn   h_t = σ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),  σ = tanh | relu   (Elman)
-    lstm  state (h_t, C_t): input/forget/output gates and a cell state
-    gru   update and reset gates
+    outputs, final = layer(inputs (B, T, I), state=None, lengths=None)
+    outputs (B, T, D·H): the last layer's h_t, both directions concatenated (D = 2 if bidirectional)
+    final   (L·D, B, H): every layer's and direction's last state, torch's layout; (h, C) for an LSTM
+
+- fused: torch.nn.RNN/LSTM/GRU (oneDNN/cuDNN kernels).
+- scratch: the cells of rnnlab.nn.cells, the lecture's equations in Python, plus what torch lacks:
+  leaky units, skip connections through time, the GRU's lecture form.
+
+lengths (B,), when given, marks padded batches: outputs beyond a sequence's length are 0 and its
+final state is the one at its last real token, in both directions (the backward direction starts
+at each sequence's last real token, never at padding). Fused packs the batch; scratch freezes the
+state of finished sequences and reverses each sequence within its own length.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from rnnlab.nn.cells import Cell, make_cell
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
+BACKENDS = ("fused", "scratch")
 
 # An LSTM carries (h, C); the others carry h alone.
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
+class Recurrent(nn.Module):
+    """Shared by both backends: sizes, the learned initial state, inter-layer dropout setting."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
+                 bidirectional: bool, learn_initial_state: bool):
+        super().__init__()
+        self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
+        self.num_layers, self.dropout, self.bidirectional = num_layers, dropout, bidirectional
+        self.directions = 2 if bidirectional else 1
+        self.output_size = self.directions * hidden_size
+        shape = (num_layers * self.directions, 1, hidden_size)
+        # h_0 (and C_0) learned per layer and direction, shared across the batch; else zeros
+        self.h0 = nn.Parameter(torch.zeros(shape)) if learn_initial_state else None
+        self.C0 = nn.Parameter(torch.zeros(shape)) if learn_initial_state and cell == "lstm" else None
+
+    def initial_state(self, batch_size: int) -> RecurrentState | None:
+        if self.h0 is None:
+            return None
+        h0 = self.h0.expand(-1, batch_size, -1).contiguous()
+        return (h0, self.C0.expand(-1, batch_size, -1).contiguous()) if self.C0 is not None else h0
+
+
+class FusedRecurrent(Recurrent):
+    """torch.nn.RNN / LSTM / GRU behind the common interface."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 bidirectional: bool = False, nonlinearity: str = "tanh", forget_bias: float | None = None,
+                 learn_initial_state: bool = False):
+        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state)
+        kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                      # torch warns on inter-layer dropout with one layer: there is no "between"
+                      dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, batch_first=True)
+        if cell == "rnn":
+            self.module = nn.RNN(nonlinearity=nonlinearity, **kwargs)
+        elif cell == "gru":
+            self.module = nn.GRU(**kwargs)
+        else:
+            self.module = nn.LSTM(**kwargs)
+            if forget_bias is not None:
+                with torch.no_grad():
+                    for name, bias in self.module.named_parameters():
+                        if name.startswith("bias_"):
+                            # torch stacks the gates (i, f, g, o); b_ih + b_hh is the effective b_f
+                            bias[hidden_size : 2 * hidden_size] = forget_bias if name.startswith("bias_ih") else 0
+
+    def forward(self, inputs, state=None, lengths=None):
+        if state is None:
+            state = self.initial_state(inputs.size(0))
+        if lengths is None:
+            return self.module(inputs, state)
+        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, final = self.module(packed, state)
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))
+        return outputs, final
+
+
+class ScratchRecurrent(Recurrent):
+    """Layers × directions of rnnlab.nn.cells, unrolled in Python."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
+                 bidirectional: bool = False, learn_initial_state: bool = False, **cell_options):
+        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state)
+        self.cells = nn.ModuleList(
+            make_cell(cell, input_size if layer == 0 else self.output_size, hidden_size, **cell_options)
+            for layer in range(num_layers) for _ in range(self.directions))
+        self.inter_layer_dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
+        # set to a list to record every step's h_t per cell (layer·D + direction) in the graph, for
+        # gradient-through-time diagnostics: trace[index][t] is a tensor whose .grad can be asked for
+        self.trace: list[list[torch.Tensor]] | None = None
+
+    def forward(self, inputs, state=None, lengths=None):
+        B, T, _ = inputs.shape
+        if state is None:
+            state = self.initial_state(B)
+        lstm = self.cell == "lstm"
+        if state is None:
+            zeros = inputs.new_zeros(self.num_layers * self.directions, B, self.hidden_size)
+            state = (zeros, zeros) if lstm else zeros
+        h0s, C0s = state if lstm else (state, None)
+        # (T, B, 1) masks of real tokens; None when nothing is padded (the fast path)
+        mask = None
+        if lengths is not None and bool((lengths < T).any()):
+            lengths = lengths.to(inputs.device)
+            mask = (torch.arange(T, device=inputs.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+        finals_h, finals_C = [], []
+        layer_input = inputs
+        for layer in range(self.num_layers):
+            if layer > 0:
+                layer_input = self.inter_layer_dropout(layer_input)
+            outputs = []
+            for direction in range(self.directions):
+                index = layer * self.directions + direction
+                x = layer_input if direction == 0 else _reverse_padded(layer_input, lengths)
+                initial = (h0s[index], C0s[index]) if lstm else h0s[index]
+                steps = None if self.trace is None else []
+                out, final = _unroll(self.cells[index], x, initial, mask, steps)
+                if steps is not None:
+                    self.trace.append(steps)
+                outputs.append(out if direction == 0 else _reverse_padded(out, lengths))
+                finals_h.append(final[0] if lstm else final)
+                if lstm:
+                    finals_C.append(final[1])
+            layer_input = torch.cat(outputs, dim=-1) if self.directions == 2 else outputs[0]
+        h_n = torch.stack(finals_h)
+        return layer_input, ((h_n, torch.stack(finals_C)) if lstm else h_n)
+
+
+def _unroll(cell: Cell, x: torch.Tensor, state, mask: torch.Tensor | None, trace: list | None = None):
+    """Run one cell over x (B, T, I) left to right → outputs (B, T, H), final state.
+
+    Where mask (T, B, 1) is False the state is held and the output is 0, so padding after a
+    sequence's end changes nothing. trace, if a list, receives each step's h_t.
+    """
+    # W_in x_t + b for all t: one GEMM outside the loop, time-major so each u_t is contiguous
+    u = cell.project(x.transpose(0, 1)).unbind(0)
+    skip = getattr(cell, "skip", None)
+    outputs = []
+    for t, u_t in enumerate(u):
+        if skip:
+            h_skip = outputs[t - skip] if t >= skip else torch.zeros_like(state)
+            new = cell.step(u_t, state, h_skip)
+        else:
+            new = cell.step(u_t, state)
+        if mask is not None:
+            m = mask[t]
+            if isinstance(new, tuple):
+                new = tuple(torch.where(m, n, s) for n, s in zip(new, state))
+            else:
+                new = torch.where(m, new, state)
+        state = new
+        h = state[0] if isinstance(state, tuple) else state
+        outputs.append(h)
+        if trace is not None:
+            trace.append(h)
+    out = torch.stack(outputs, dim=1)
+    if mask is not None:
+        out = out * mask.transpose(0, 1)
+    return out, state
+
+
+def _reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence of x (B, T, ·) within its own length; padding stays at the end."""
+    if lengths is None:
+        return x.flip(1)
+    T = x.size(1)
+    t = torch.arange(T, device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                    dropout: float = 0.0, bidirectional: bool = False,
-                    nonlinearity: str = "tanh", forget_bias: float | None = None) -> nn.RNNBase:
-    """A batch-first multi-layer recurrent module; `dropout` applies between layers.
+                    dropout: float = 0.0, bidirectional: bool = False, nonlinearity: str = "tanh",
+                    forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                    gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
+                    skip: int | None = None) -> Recurrent:
+    """A batch-first multi-layer recurrent stack; `dropout` applies between layers.
 
     forget_bias (lstm only): initial b_f of every layer and direction, so f_t starts near
     sigmoid(b_f) and the cell state is kept by default (Gers et al. 2000; Jozefowicz et al. 2015
     recommend 1). None keeps torch's uniform initialisation, which centres b_f on 0 (f_t ≈ 0.5).
+    gru_form (gru, scratch only): "lecture" (default) or "torch"; fused is always the torch form.
+    leak, learn_leak, skip (rnn, scratch only): leaky units and skip connections; see ElmanCell.
     """
     if cell not in CELLS:
         raise ValueError(f"cell={cell!r} is not one of {', '.join(CELLS)}")
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"nonlinearity={nonlinearity!r} is not one of {', '.join(NONLINEARITIES)}")
-    kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                  # torch warns on inter-layer dropout with one layer: there is no "between"
-                  dropout=dropout if num_layers > 1 else 0.0,
-                  bidirectional=bidirectional, batch_first=True)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
     if forget_bias is not None and cell != "lstm":
         raise ValueError(f"forget_bias applies to lstm only, not {cell}")
-    if cell == "rnn":
-        return nn.RNN(nonlinearity=nonlinearity, **kwargs)
-    if cell == "gru":
-        return nn.GRU(**kwargs)
-    lstm = nn.LSTM(**kwargs)
-    if forget_bias is not None:
-        with torch.no_grad():
-            for name, bias in lstm.named_parameters():
-                if name.startswith("bias_"):
-                    # torch stacks the gates as (i, f, g, o); b_ih + b_hh is the effective b_f
-                    bias[hidden_size : 2 * hidden_size] = forget_bias if name.startswith("bias_ih") else 0.0
-    return lstm
+    scratch_only = {"leak": leak, "learn_leak": learn_leak or None, "skip": skip}
+    if cell != "rnn" and any(v is not None for v in scratch_only.values()):
+        raise ValueError(f"leak/learn_leak/skip apply to the Elman rnn cell only, not {cell}")
+    if gru_form is not None and cell != "gru":
+        raise ValueError(f"gru_form applies to gru only, not {cell}")
+    common = dict(cell=cell, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                  dropout=dropout, bidirectional=bidirectional, learn_initial_state=learn_initial_state)
+    if backend == "fused":
+        for key, value in {**scratch_only, "gru_form": None if gru_form in (None, "torch") else gru_form}.items():
+            if value is not None:
+                raise ValueError(f"{key} needs backend=scratch (torch's fused kernels have no such option)")
+        return FusedRecurrent(nonlinearity=nonlinearity, forget_bias=forget_bias, **common)
+    options = {"rnn": dict(nonlinearity=nonlinearity, leak=leak, learn_leak=learn_leak, skip=skip),
+               "lstm": dict(forget_bias=forget_bias),
+               "gru": dict(gru_form=gru_form or "lecture")}[cell]
+    return ScratchRecurrent(**common, **options)
 
 
 def detach_state(state: RecurrentState | None) -> RecurrentState | None:
@@ -58,3 +227,33 @@ def detach_state(state: RecurrentState | None) -> RecurrentState | None:
     if state is None or isinstance(state, torch.Tensor):
         return None if state is None else state.detach()
     return tuple(s.detach() for s in state)
+
+
+@torch.no_grad()
+def copy_fused_weights(fused: FusedRecurrent, scratch: ScratchRecurrent) -> None:
+    """Give `scratch` exactly the function of `fused` (the mapping the equality tests rely on).
+
+    Per layer l and direction (suffix "" or "_reverse"), cell index l·D + direction:
+        W_in = weight_ih_l{l},  W_rec = weight_hh_l{l},  b = bias_ih_l{l} + bias_hh_l{l}
+    except for the GRU (torch form), whose candidate rows keep the two biases apart:
+        b[2H:] = bias_ih[2H:],  b_rec = bias_hh[2H:]   (b_rec is multiplied by r_t)
+    """
+    if (fused.cell, fused.num_layers, fused.directions) != (scratch.cell, scratch.num_layers, scratch.directions):
+        raise ValueError("copy_fused_weights needs the same cell, num_layers and bidirectional")
+    H = fused.hidden_size
+    for layer in range(fused.num_layers):
+        for direction, suffix in enumerate(["", "_reverse"][: fused.directions]):
+            cell = scratch.cells[layer * fused.directions + direction]
+            get = lambda name: getattr(fused.module, f"{name}_l{layer}{suffix}")  # noqa: B023
+            cell.W_in.copy_(get("weight_ih"))
+            cell.W_rec.copy_(get("weight_hh"))
+            cell.b.copy_(get("bias_ih") + get("bias_hh"))
+            if getattr(cell, "form", None) == "torch":
+                cell.b[2 * H :] = get("bias_ih")[2 * H :]
+                cell.b_rec.copy_(get("bias_hh")[2 * H :])
+            elif getattr(cell, "form", None) == "lecture":
+                raise ValueError("a fused GRU equals the scratch GRU in gru_form='torch' only")
+    if fused.h0 is not None and scratch.h0 is not None:
+        scratch.h0.copy_(fused.h0)
+        if fused.C0 is not None:
+            scratch.C0.copy_(fused.C0)

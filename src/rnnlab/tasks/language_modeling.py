@@ -72,6 +72,12 @@ class LanguageModelingTask(L.LightningModule):
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=tokens)
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning clips after this hook: this is the norm the clipping threshold is compared with
+        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         # running average over the epoch so far: data loading and optimizer step included
         elapsed = time.perf_counter() - self._epoch_start

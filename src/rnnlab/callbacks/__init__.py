@@ -1,0 +1,1 @@
+"""Lightning callbacks of rnnlab's own; conf/callbacks/<name>.yaml points at each."""

@@ -1,0 +1,190 @@
+"""Recurrent cells written as the lecture's equations (`model.backend=scratch`).
+
+Symbols: x_t input (B, I), h_t hidden state (B, H), σ the cell's nonlinearity, ⊙ elementwise.
+A weight acting on the concatenation [h_{t-1}, x_t] is stored as its two blocks,
+W·[h_{t-1}, x_t] = W_rec h_{t-1} + W_in x_t, and the gates' blocks are stacked row-wise, so that
+
+  * every W_in x_t + b of a sequence is one GEMM before the time loop (`project`), and
+  * inside the loop only W_rec h_{t-1} remains (`step`), one GEMM per step for all gates.
+
+Stacking order is torch's (LSTM: i, f, C̃, o; GRU: r, z, candidate), so weights copy one to one
+from torch.nn modules; the one bias b stands for torch's b_ih + b_hh (their sum is all that
+matters, except for the GRU's torch form, which keeps a separate recurrent candidate bias).
+
+Each cell's `step(u_t, state)` takes u_t = W_in x_t + b (precomputed) and mirrors its equations
+line by line. `state` is h_{t-1} for all cells but the LSTM, whose state is (h_{t-1}, C_{t-1}).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class Cell(nn.Module):
+    """Parameters W_in (G·H, I), W_rec (G·H, H), b (G·H) for a cell with G gate blocks."""
+
+    blocks = 1
+    carries_cell_state = False
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rows = self.blocks * hidden_size
+        self.W_in = nn.Parameter(torch.empty(rows, input_size))
+        self.W_rec = nn.Parameter(torch.empty(rows, hidden_size))
+        self.b = nn.Parameter(torch.empty(rows))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torch.nn.RNN/LSTM/GRU's initialisation, so both backends start from the same distribution
+        bound = 1 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    def project(self, inputs: torch.Tensor) -> torch.Tensor:
+        """W_in x_t + b for every t at once: (B, T, I) → (B, T, G·H)."""
+        return F.linear(inputs, self.W_in, self.b)
+
+    def step(self, u_t: torch.Tensor, state):
+        raise NotImplementedError
+
+
+class ElmanCell(Cell):
+    """Elman RNN:  h_t = σ(W_in x_t + W_rec h_{t-1} + b),  σ ∈ {tanh, relu}.
+
+    leak α (leaky unit):  h_t = (1 − α) ⊙ h_{t-1} + α ⊙ σ(W_in x_t + W_rec h_{t-1} + b).
+    α is a fixed number in (0, 1], or, with learn_leak, learned per unit as α = sigmoid(a)
+    (initialised at the given value), so each unit picks its own time scale.
+
+    skip d (skip connection through time):  σ(W_in x_t + W_rec h_{t-1} + W_skip h_{t-d} + b),
+    so a gradient can reach step t − k in about k/d multiplications instead of k. The layer
+    supplies h_{t-d} (zeros before the start of the sequence or TBPTT window).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh",
+                 leak: float | None = None, learn_leak: bool = False, skip: int | None = None):
+        super().__init__(input_size, hidden_size)
+        self.sigma = NONLINEARITIES[nonlinearity]
+        if skip is not None and (not isinstance(skip, int) or skip < 2):
+            raise ValueError(f"skip={skip} must be an integer ≥ 2 (d = 1 is the ordinary recurrence)")
+        self.skip = skip
+        self.W_skip = None
+        if skip is not None:
+            self.W_skip = nn.Parameter(torch.empty(hidden_size, hidden_size))
+            nn.init.uniform_(self.W_skip, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size))
+        if leak is not None and not 0 < leak <= 1:
+            raise ValueError(f"leak={leak} must be in (0, 1] (α, the share of the new state)")
+        if learn_leak and leak is None:
+            leak = 0.5
+        self.leak = None if leak is None or (leak == 1 and not learn_leak) else leak
+        if learn_leak:
+            # α = sigmoid(a) keeps every unit's leak in (0, 1) while it learns
+            start = torch.full((hidden_size,), min(leak, 1 - 1e-3))
+            self.leak_logit = nn.Parameter(torch.log(start) - torch.log1p(-start))
+        else:
+            self.leak_logit = None
+
+    def alpha(self) -> torch.Tensor | float | None:
+        return torch.sigmoid(self.leak_logit) if self.leak_logit is not None else self.leak
+
+    def step(self, u_t, h, h_skip: torch.Tensor | None = None):
+        pre = torch.addmm(u_t, h, self.W_rec.t())  # W_in x_t + b + W_rec h_{t-1}
+        if self.W_skip is not None:
+            pre = pre + F.linear(h_skip, self.W_skip)
+        candidate = self.sigma(pre)
+        alpha = self.alpha()
+        if alpha is None:
+            return candidate
+        return (1 - alpha) * h + alpha * candidate
+
+
+class LSTMCell(Cell):
+    """LSTM (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000):
+
+        i_t = sigmoid(W_i·[h_{t-1}, x_t] + b_i)           input gate
+        f_t = sigmoid(W_f·[h_{t-1}, x_t] + b_f)           forget gate
+        C̃_t = tanh(W_C·[h_{t-1}, x_t] + b_C)              candidate cell state
+        o_t = sigmoid(W_o·[h_{t-1}, x_t] + b_o)           output gate
+        C_t = f_t ⊙ C_{t-1} + i_t ⊙ C̃_t
+        h_t = o_t ⊙ tanh(C_t)
+
+    forget_bias: initial b_f (None keeps the uniform init, b_f ≈ 0 so f_t ≈ 0.5).
+    """
+
+    blocks = 4
+    carries_cell_state = True
+
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = None):
+        super().__init__(input_size, hidden_size)
+        if forget_bias is not None:
+            with torch.no_grad():
+                self.b[hidden_size : 2 * hidden_size] = forget_bias
+
+    def step(self, u_t, state):
+        h, C = state
+        i, f, C_tilde, o = torch.addmm(u_t, h, self.W_rec.t()).chunk(4, dim=-1)
+        i, f, C_tilde, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(C_tilde), torch.sigmoid(o)
+        C = f * C + i * C_tilde
+        h = o * torch.tanh(C)
+        return h, C
+
+
+class GRUCell(Cell):
+    """GRU (Cho et al. 2014), in one of two forms.
+
+    form="lecture" (the course's equations):
+        r_t = sigmoid(W_r·[h_{t-1}, x_t] + b_r)           reset gate
+        z_t = sigmoid(W_z·[h_{t-1}, x_t] + b_z)           update gate
+        h̃_t = tanh(W·[r_t ⊙ h_{t-1}, x_t] + b)            candidate: reset before the matmul
+        h_t = (1 − z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t             z_t = 1 writes the candidate
+
+    form="torch" (torch.nn.GRU, cuDNN):
+        r_t, z_t as above
+        h̃_t = tanh(W_in x_t + b + r_t ⊙ (W_rec h_{t-1} + b_rec))   reset after the matmul
+        h_t = (1 − z_t) ⊙ h̃_t + z_t ⊙ h_{t-1}             z_t = 1 keeps the old state
+
+    Weight mapping to torch.nn.GRU (used by the equality tests), per layer and direction:
+        W_in = weight_ih,  W_rec = weight_hh,  b = bias_ih + bias_hh except the candidate rows,
+        where b = bias_ih[2H:] and b_rec = bias_hh[2H:] (b_rec sits inside r_t ⊙ ·).
+    The two forms are different functions, not reparametrisations of one another: swapping z's
+    orientation is exact (W_z → −W_z, b_z → −b_z), but where r_t is applied is not.
+    """
+
+    blocks = 3
+
+    def __init__(self, input_size: int, hidden_size: int, form: str = "lecture"):
+        if form not in ("lecture", "torch"):
+            raise ValueError(f"gru_form={form!r} must be 'lecture' or 'torch'")
+        self.form = form
+        super().__init__(input_size, hidden_size)
+        self.b_rec = nn.Parameter(torch.empty(hidden_size)) if form == "torch" else None
+        if self.b_rec is not None:
+            nn.init.uniform_(self.b_rec, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size))
+
+    def step(self, u_t, h):
+        H = self.hidden_size
+        u_rz, u_c = u_t[..., : 2 * H], u_t[..., 2 * H :]
+        r, z = torch.sigmoid(u_rz + F.linear(h, self.W_rec[: 2 * H])).chunk(2, dim=-1)
+        if self.form == "lecture":
+            h_tilde = torch.tanh(u_c + F.linear(r * h, self.W_rec[2 * H :]))
+            return (1 - z) * h + z * h_tilde
+        h_tilde = torch.tanh(u_c + r * F.linear(h, self.W_rec[2 * H :], self.b_rec))
+        return (1 - z) * h_tilde + z * h
+
+
+def make_cell(cell: str, input_size: int, hidden_size: int, nonlinearity: str = "tanh",
+              forget_bias: float | None = None, gru_form: str = "lecture", leak: float | None = None,
+              learn_leak: bool = False, skip: int | None = None) -> Cell:
+    if cell == "rnn":
+        return ElmanCell(input_size, hidden_size, nonlinearity, leak=leak, learn_leak=learn_leak, skip=skip)
+    if cell == "lstm":
+        return LSTMCell(input_size, hidden_size, forget_bias=forget_bias)
+    if cell == "gru":
+        return GRUCell(input_size, hidden_size, form=gru_form)
+    raise ValueError(f"cell={cell!r} is not one of rnn, lstm, gru")

@@ -99,3 +99,14 @@ def test_choice_nll_renormalises_over_the_group_candidates():
     assert metrics["val/verb/choice_nll"] == pytest.approx(choice_nll, rel=1e-6)
     assert metrics["val/verb/choice_excess"] == pytest.approx(choice_nll - math.log(2), rel=1e-5)
     assert metrics["val/verb/loss"] == pytest.approx((2 * -math.log(0.3) - math.log(0.2)) / 3, rel=1e-6)
+
+
+def test_class_accuracy_sums_probability_over_each_class():
+    # p = (0.1, 0.35, 0.05, 0.25, 0.25) over tokens 0..4; candidates 1..4 in classes (0, 0, 1, 1):
+    # class 0 gets 0.35 + 0.05 = 0.4 < class 1's 0.5, although token 1 alone is the likeliest
+    tokens = torch.tensor([[0, 1, 0, 3, 0, 4, 0, 2]])
+    group = TokenGroup(mask=tokens >= 1, choices=torch.tensor([1, 2, 3, 4]), choice_classes=torch.tensor([0, 0, 1, 1]))
+    task = LanguageModelingTask(vocab_size=5, model=MODEL, optimizer=ADAM)
+    task.model = ConstantModel((0.1, 0.35, 0.05, 0.25, 0.25))
+    metrics = validate(task, window_loader(BPTTWindows(tokens, bptt=3, groups={"verb": group})))
+    assert metrics["val/verb/class_acc"] == pytest.approx(2 / 4)  # targets 3 and 4 right, 1 and 2 wrong

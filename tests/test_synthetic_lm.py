@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -102,6 +103,29 @@ def test_streams_start_at_sentence_boundaries_and_agree():
             assert s.distance_min <= len(sentence) - 3 <= s.distance_max
 
 
+def test_distance_buckets_partition_the_verbs_by_their_distance():
+    data = SyntheticLMDataModule(train_tokens=4000, val_tokens=3000, test_tokens=800, distance_min=1,
+                                 distance_max=24, distance_buckets=[8, 16])
+    data.setup()
+    assert data.distance_ranges == [(1, 8), (9, 16), (17, 24)]
+    val = data.splits["val"]
+    buckets = [val.groups[f"agree_d{lo:02d}-{hi:02d}"].mask for lo, hi in data.distance_ranges]
+    assert not (buckets[0] & buckets[1]).any() and not (buckets[1] & buckets[2]).any()
+    every_verb = val.groups["agreement"].mask.clone()
+    every_verb[:, 0] = False  # a stream's first token has no subject before it
+    assert torch.equal(buckets[0] | buckets[1] | buckets[2], every_verb)
+    # each bucketed verb sits exactly D fillers after its subject, D in the bucket's range
+    source = data.source
+    for (lo, hi), mask in zip(data.distance_ranges, buckets):
+        for b, t in mask.nonzero().tolist()[:50]:
+            row = val.tokens[b].tolist()
+            start = max(i for i in range(t) if row[i] < source.filler_offset)  # the subject
+            assert lo <= t - start - 1 <= hi
+            assert all(source.filler_offset <= w < source.verb_offset for w in row[start + 1 : t])
+    classes = val.groups["agreement"].choice_classes
+    assert classes.tolist() == [c for c in range(4) for _ in range(4)]
+
+
 def test_datamodule_is_reproducible_and_splits_differ():
     first, second = SyntheticLMDataModule(train_tokens=4000, val_tokens=800, test_tokens=800), \
         SyntheticLMDataModule(train_tokens=4000, val_tokens=800, test_tokens=800)
@@ -116,7 +140,8 @@ def test_datamodule_is_reproducible_and_splits_differ():
     ({"distance_min": 5, "distance_max": 2}, "data.distance_min=5, data.distance_max=2 are invalid"),
     ({"distance_distribution": "zipf"}, "data.distance_distribution='zipf' is invalid"),
     ({"distnce_max": 3}, "data.distnce_max is not an option of data=synthetic_lm"),
+    ({"distance_buckets": [0]}, "data.distance_buckets=[0] is invalid"),
 ])
 def test_bad_data_settings(kwargs, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         SyntheticLMDataModule(**kwargs)

@@ -46,12 +46,14 @@ def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys):
         assert metrics[f"{stage}/agreement/choice_nll"] == pytest.approx(
             metrics[f"{stage}/agreement/choice_excess"] + math.log(4), rel=1e-5)
         assert metrics[f"{stage}/agreement/choice_nll"] < math.log(16) + 0.3
+        assert 0 <= metrics[f"{stage}/agreement/class_acc"] <= 1
 
     # the run in MLflow: metrics, dotted params, tags, artifacts
     logged = run.data.metrics
     for key in ("train/loss", "train/loss_epoch", "val/loss", "val/ppl", "val/ppl_optimal", "val/ppl_gap",
                 "test/ppl", "train/tokens_per_s", "val/agreement/loss", "val/agreement/excess_nll",
-                "val/agreement/choice_nll", "val/agreement/choice_excess"):
+                "val/agreement/choice_nll", "val/agreement/choice_excess", "val/agreement/class_acc",
+                "train/grad_norm", "diag/grad_ratio"):
         assert key in logged, key
     assert logged["test/ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-6)
     assert run.data.params["model.cell"] == cell

@@ -35,6 +35,9 @@ class TokenGroup:
     mask: torch.Tensor
     choices: torch.Tensor | None = None
     choice_optimal_nll: float | None = None
+    # class of each choice (e.g. the agreement class of each verb): a task then also reports the
+    # accuracy of the most probable class, Σ of p over a class's choices, against the target's class
+    choice_classes: torch.Tensor | None = None
 
 
 class BPTTWindows(Dataset):
@@ -44,8 +47,9 @@ class BPTTWindows(Dataset):
     - optimal_nll: each token's Bayes-optimal −log p, so a task can report its distance to the
       optimum on exactly the tokens it scored;
     - groups: named TokenGroups ("agreement" = the verbs that must agree with their subject),
-      served as "group/<name>" (mask) and, with choices, "choices/<name>" and
-      "choice_optimal_nll/<name>", so a task can report metrics on those tokens alone.
+      served as "group/<name>" (mask) and, with choices, "choices/<name>",
+      "choice_optimal_nll/<name>" and "choice_classes/<name>", so a task can report metrics on
+      those tokens alone.
     """
 
     def __init__(self, tokens: torch.Tensor, bptt: int, optimal_nll: torch.Tensor | None = None,
@@ -72,6 +76,8 @@ class BPTTWindows(Dataset):
                 batch[f"choices/{name}"] = group.choices
                 if group.choice_optimal_nll is not None:
                     batch[f"choice_optimal_nll/{name}"] = torch.tensor(group.choice_optimal_nll)
+                if group.choice_classes is not None:
+                    batch[f"choice_classes/{name}"] = group.choice_classes
         return batch
 
 

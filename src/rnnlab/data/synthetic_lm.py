@@ -173,6 +173,16 @@ class AgreementSource:
         present = tokens >= 0  # row-major flattening keeps sentence order
         return tokens[present], nll[present]
 
+    def verb_distances(self, tokens: np.ndarray) -> np.ndarray:
+        """For each position of streams (B, L): D, the distractors between the verb there and its
+        subject (−1 where there is no verb, or where the stream started after the subject)."""
+        positions = np.broadcast_to(np.arange(tokens.shape[1]), tokens.shape)
+        is_subject = (tokens >= self.subject_offset) & (tokens < self.subject_offset + self.spec.agreement_classes
+                                                         * self.spec.subjects_per_class)
+        last_subject = np.maximum.accumulate(np.where(is_subject, positions, -1), axis=1)
+        is_verb = (tokens >= self.verb_offset) & (tokens < self.eos_id)
+        return np.where(is_verb & (last_subject >= 0), positions - last_subject - 1, -1)
+
     def mean_sentence_length(self) -> float:
         return float(self.distance_probs @ np.arange(len(self.distance_probs))) + 3.0
 
@@ -228,6 +238,7 @@ class SyntheticLMDataModule(L.LightningDataModule):
         val_tokens: int = 40_000,
         test_tokens: int = 40_000,
         seed: int = 0,
+        distance_buckets: list[int] | None = None,
         **source: object,
     ):
         super().__init__()
@@ -247,6 +258,14 @@ class SyntheticLMDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size, self.bptt = batch_size, eval_batch_size, bptt
         self.split_tokens = {"train": train_tokens, "val": val_tokens, "test": test_tokens}
         self.seed = seed
+        edges = sorted(distance_buckets or [])
+        if any(not isinstance(e, int) or e < 1 for e in edges):
+            raise ConfigError(f"data.distance_buckets={distance_buckets} is invalid: positive integers (bucket "
+                              "upper bounds), e.g. [8, 16]")
+        # (lo, hi) distance ranges covering distance_min..distance_max, split after each edge
+        lo, hi = self.source.spec.distance_min, self.source.spec.distance_max
+        bounds = [lo] + [e + 1 for e in edges if lo <= e < hi] + [hi + 1]
+        self.distance_ranges = [(a, b - 1) for a, b in zip(bounds, bounds[1:])] if edges else []
         self.splits: dict[str, BPTTWindows] = {}
 
     @property
@@ -273,11 +292,18 @@ class SyntheticLMDataModule(L.LightningDataModule):
             tokens, nll = self.source.sample_streams(streams, total // streams, seed=self.seed * 3 + offset)
             tokens = torch.from_numpy(tokens)
             verb_ids = torch.arange(self.source.verb_offset, self.source.eos_id)
-            agreement = TokenGroup(mask=torch.isin(tokens, verb_ids), choices=verb_ids,
-                                   # once a verb comes, the optimum knows its class: uniform over N_v
-                                   choice_optimal_nll=math.log(self.source.spec.verbs_per_class))
-            self.splits[split] = BPTTWindows(tokens, self.bptt, torch.from_numpy(nll).float(),
-                                             groups={"agreement": agreement})
+            is_verb = torch.isin(tokens, verb_ids)
+            verb_agreement = dict(choices=verb_ids,
+                                  # once a verb comes, the optimum knows its class: uniform over N_v
+                                  choice_optimal_nll=math.log(self.source.spec.verbs_per_class),
+                                  choice_classes=torch.div(verb_ids - self.source.verb_offset,
+                                                           self.source.spec.verbs_per_class, rounding_mode="floor"))
+            groups = {"agreement": TokenGroup(mask=is_verb, **verb_agreement)}
+            distance = self.source.verb_distances(tokens.numpy())
+            for lo, hi in self.distance_ranges:
+                in_range = torch.from_numpy((distance >= lo) & (distance <= hi))
+                groups[f"agree_d{lo:02d}-{hi:02d}"] = TokenGroup(mask=is_verb & in_range, **verb_agreement)
+            self.splits[split] = BPTTWindows(tokens, self.bptt, torch.from_numpy(nll).float(), groups=groups)
 
     def optimal_nll(self, split: str) -> float:
         """Bayes-optimal mean NLL (nats/token) over the whole split's scored tokens."""

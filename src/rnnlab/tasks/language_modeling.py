@@ -11,6 +11,9 @@ what they turned out to be, that excess mixes *whether* such a token comes (whic
 over-predict, scoring below the optimum here and paying elsewhere) with *which* one. When the
 group lists its candidate tokens, `*/<group>/choice_nll` = −log p(target | target ∈ choices)
 isolates *which*, and `*/<group>/choice_excess` is its excess over the optimum (≥ 0 in expectation).
+When the group also gives each candidate a class (the verb's agreement class), `*/<group>/class_acc`
+is how often the class with the most probability, Σ p over its candidates, is the target's class:
+the agreement accuracy (1 for the optimum; 1/A for a model that forgot the subject).
 """
 
 from __future__ import annotations
@@ -117,11 +120,19 @@ class LanguageModelingTask(L.LightningModule):
                 choice_optimal = batch.get(f"choice_optimal_nll/{group}")
                 self._update(f"{name}/choice", choice_nll,
                              None if choice_optimal is None else choice_optimal.expand_as(choice_nll))
+                classes = batch.get(f"choice_classes/{group}")
+                if classes is not None:
+                    # the most probable class: p summed over each class's choices, then argmax
+                    class_p = among.softmax(-1).new_zeros(len(among), int(classes.max()) + 1)
+                    class_p.index_add_(1, classes, among.softmax(-1))
+                    correct = (class_p.argmax(-1) == classes[position]).float()
+                    self._update(f"{name}/class", correct, None)
 
-    def _update(self, name: str, nll: torch.Tensor, optimal: torch.Tensor | None) -> None:
-        self._mean(self.nll, name).update(nll.mean(), weight=nll.numel())
+    def _update(self, name: str, values: torch.Tensor, optimal: torch.Tensor | None) -> None:
+        """Accumulate per-token values (NLLs; 0/1 correctness for "/class") and their optimum."""
+        self._mean(self.nll, name).update(values.mean(), weight=values.numel())
         if optimal is not None:
-            self._mean(self.optimal_nll, name).update(optimal.mean(), weight=nll.numel())
+            self._mean(self.optimal_nll, name).update(optimal.mean(), weight=values.numel())
 
     def _mean(self, means: torch.nn.ModuleDict, name: str) -> MeanMetric:
         key = name.replace("/", "__")  # ModuleDict keys cannot hold "/" or "."
@@ -148,6 +159,8 @@ class LanguageModelingTask(L.LightningModule):
                 if optimal is not None:
                     metrics |= {f"{stage}/ppl_optimal": optimal.exp(),
                                 f"{stage}/ppl_gap": (nll - optimal).exp() - 1}
+            elif name.endswith("/class"):
+                metrics[f"{name}_acc"] = nll  # here the mean is of 0/1 correctness, not an NLL
             elif name.endswith("/choice"):
                 metrics[f"{name}_nll"] = nll
                 if optimal is not None:

@@ -1,0 +1,205 @@
+"""Decoding a trained encoder–decoder: greedy, sampling, and beam search batched across sentences.
+
+Every decoder drives the model through two calls (rnnlab/models/seq2seq.py):
+
+    memory, state = model.encode(src, src_lengths)
+    logits, state, attention = model.step(prev_tokens, state, memory)      y_{t-1} (N,) → (N, V), a_t (N, S)
+
+and reads model.bos_id, model.eos_id, model.pad_id. Call them with the model in eval mode (dropout
+off); they run without gradients. bos and pad are never generated.
+
+Output length: max_len is an int (the same cap for every sentence) or a pair (a, b), capping
+sentence b at ⌊a·S_b + b⌋ tokens, eos included; a hypothesis that reaches its cap ends there
+without eos.
+
+Beam search, K = beam_size, all B sentences × K beams in one (B·K, ·) batch:
+
+    score(y_1..y_n) = Σ_t log p(y_t | y_<t, x)                    kept for the live beams
+    normalised      = score / n^α                                  α = length_penalty, n counts eos
+
+  * At each step the K·V extensions of every sentence are ranked and the top 2K kept. Those among
+    the first K that end (eos, or the length cap) are finished: their normalised score is compared
+    with the sentence's best finished hypothesis so far. The K best extensions that did not end
+    become the live beams (2K candidates always hold K that did not end: each beam has one eos).
+    This is fairseq's scheme: a finished hypothesis leaves the beam instead of occupying a slot.
+  * A sentence is done once K hypotheses have finished (or its cap is reached); the search stops
+    as soon as every sentence is done. Done sentences ride along in the batch until then.
+  * At the start only beam 0 is live (the others score −∞), so the K beams never duplicate.
+
+With K = 1 this is greedy decoding exactly: the one candidate kept is the argmax, and it finishes
+when the argmax is eos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+MaxLen = int | tuple[float, int]
+
+
+@dataclass
+class Hypotheses:
+    """One hypothesis per sentence."""
+
+    tokens: list[list[int]]  # without bos and eos
+    scores: torch.Tensor  # (B,) greedy and sample: Σ log p(y_t) (eos included); beam: that / n^α
+    attention: list[torch.Tensor] | None = None  # a_t per sentence (len(tokens), S_b): rows = output tokens
+
+
+def length_limits(src_lengths: torch.Tensor, max_len: MaxLen) -> torch.Tensor:
+    """Each sentence's cap on output tokens (eos included), (B,) ≥ 1."""
+    if isinstance(max_len, int):
+        return torch.full_like(src_lengths, max_len).clamp(min=1)
+    a, b = max_len
+    return (a * src_lengths.double() + b).floor().long().clamp(min=1)
+
+
+@torch.no_grad()
+def greedy(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len: MaxLen = (1.5, 10),
+           return_attention: bool = False) -> Hypotheses:
+    """y_t = argmax p(y | y_<t, x) until eos or the length cap."""
+    return _left_to_right(model, src, src_lengths, max_len, lambda log_probs: log_probs.argmax(-1), return_attention)
+
+
+@torch.no_grad()
+def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len: MaxLen = (1.5, 10),
+           temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
+           return_attention: bool = False) -> Hypotheses:
+    """y_t ~ softmax(logits / temperature), restricted to the top_k tokens if given.
+
+    scores are the model's own log-probabilities of the sampled tokens (temperature 1, no top-k), so
+    samples can be compared or reranked with greedy and beam outputs.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0 (use greedy for the argmax)")
+
+    def choose(log_probs):
+        logits = log_probs / temperature
+        if top_k is not None:
+            kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
+
+    return _left_to_right(model, src, src_lengths, max_len, choose, return_attention)
+
+
+def _log_probs(model, logits: torch.Tensor) -> torch.Tensor:
+    """log p(y_t | ·) (N, V) with bos and pad impossible: they are never outputs."""
+    logits = logits.clone()
+    logits[:, [model.bos_id, model.pad_id]] = float("-inf")
+    return torch.log_softmax(logits, dim=-1)
+
+
+def _left_to_right(model, src, src_lengths, max_len: MaxLen, choose: Callable, return_attention: bool) -> Hypotheses:
+    """One token per step for every sentence at once, until each has produced eos or hit its cap."""
+    memory, state = model.encode(src, src_lengths)
+    B = src.size(0)
+    limits = length_limits(src_lengths, max_len).to(src.device)
+    prev_tokens = torch.full((B,), model.bos_id, dtype=torch.long, device=src.device)
+    alive = torch.ones(B, dtype=torch.bool, device=src.device)
+    lengths = torch.zeros(B, dtype=torch.long, device=src.device)  # output tokens so far, eos excluded
+    scores = torch.zeros(B, device=src.device)
+    outputs, attention = [], []
+    for t in range(int(limits.max())):
+        logits, state, weights = model.step(prev_tokens, state, memory)
+        log_probs = _log_probs(model, logits)
+        tokens = choose(log_probs)
+        scores = scores + torch.where(alive, log_probs.gather(1, tokens[:, None]).squeeze(1), 0.0)
+        ended = tokens == model.eos_id
+        lengths = lengths + (alive & ~ended).long()
+        outputs.append(tokens)
+        attention.append(weights)
+        alive = alive & ~ended & (t + 1 < limits)
+        if not alive.any():
+            break
+        prev_tokens = tokens
+    tokens = torch.stack(outputs, 1)  # (B, T); beyond each sentence's length: ignored
+    weights = torch.stack(attention, 1) if return_attention and attention[0] is not None else None
+    return _hypotheses(tokens, lengths, scores, weights, src_lengths)
+
+
+def _hypotheses(tokens, lengths, scores, weights, src_lengths) -> Hypotheses:
+    """Cut each sentence's tokens (and attention rows, real source columns) to its length."""
+    rows = tokens.tolist()
+    lengths, src_lengths = lengths.tolist(), src_lengths.tolist()
+    attention = None
+    if weights is not None:
+        attention = [weights[b, :n, :s] for b, (n, s) in enumerate(zip(lengths, src_lengths))]
+    return Hypotheses([row[:n] for row, n in zip(rows, lengths)], scores, attention)
+
+
+@torch.no_grad()
+def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: int = 5,
+                length_penalty: float = 1.0, max_len: MaxLen = (1.5, 10),
+                return_attention: bool = False) -> Hypotheses:
+    """The best hypothesis per sentence by Σ log p / length^α; see the module docstring."""
+    if not isinstance(beam_size, int) or beam_size < 1:
+        raise ValueError(f"beam_size={beam_size} must be a positive integer")
+    B, K, device = src.size(0), beam_size, src.device
+    memory, state = model.encode(src, src_lengths)
+    sentence_of_row = torch.arange(B, device=device).repeat_interleave(K)  # row b·K + k is beam k of sentence b
+    memory, state = memory.index_select(sentence_of_row), state.index_select(sentence_of_row)
+    limits = length_limits(src_lengths, max_len).to(device)
+    T, S = int(limits.max()), src.size(1)
+    first_row = torch.arange(B, device=device)[:, None] * K  # (B, 1)
+
+    beam_scores = torch.full((B, K), float("-inf"), device=device)
+    beam_scores[:, 0] = 0.0
+    history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # live beams' tokens so far
+    history_attention = torch.empty(B * K, 0, S, device=device) if return_attention else None
+    best_scores = torch.full((B,), float("-inf"), device=device)
+    best_tokens = torch.full((B, T), model.pad_id, dtype=torch.long, device=device)
+    best_lengths = torch.zeros(B, dtype=torch.long, device=device)  # eos excluded
+    best_attention = torch.zeros(B, T, S, device=device) if return_attention else None
+    finished = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    prev_tokens = torch.full((B * K,), model.bos_id, dtype=torch.long, device=device)
+
+    for t in range(T):
+        logits, state, weights = model.step(prev_tokens, state, memory)
+        if weights is None:  # a model without attention has none to return
+            return_attention, best_attention = False, None
+        log_probs = _log_probs(model, logits)  # (B·K, V)
+        V = log_probs.size(-1)
+        candidates = (beam_scores.view(B * K, 1) + log_probs).view(B, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (B, 2K), best first
+        parents, tokens = top_index // V, top_index % V
+        rows = first_row + parents  # (B, 2K) the row each candidate extends
+        n = t + 1  # candidate length, eos included
+
+        # finish: eos among the first K candidates, or all of the first K at the length cap
+        ends = (tokens == model.eos_id) | (n >= limits)[:, None]
+        ends[:, K:] = False
+        ends &= ~done[:, None] & torch.isfinite(top_scores)
+        normalised = (top_scores / n**length_penalty).masked_fill(~ends, float("-inf"))
+        candidate_best, pick = normalised.max(dim=1)
+        improves = candidate_best > best_scores
+        if improves.any():
+            best_scores = torch.where(improves, candidate_best, best_scores)
+            best_row, best_token = rows.gather(1, pick[:, None]).squeeze(1), tokens.gather(1, pick[:, None])
+            path = torch.cat([history[best_row], best_token], dim=1)  # (B, n)
+            best_tokens[:, :n] = torch.where(improves[:, None], path, best_tokens[:, :n])
+            ended_by_eos = best_token.squeeze(1) == model.eos_id
+            best_lengths = torch.where(improves, n - ended_by_eos.long(), best_lengths)
+            if return_attention:
+                path_attention = torch.cat([history_attention[best_row], weights[best_row][:, None]], dim=1)
+                best_attention[:, :n] = torch.where(improves[:, None, None], path_attention, best_attention[:, :n])
+        finished += ends.sum(dim=1)
+        done |= (finished >= K) | (n >= limits)
+        if bool(done.all()):
+            break
+
+        # the K best candidates that did not end go on
+        live_scores = top_scores.masked_fill(tokens == model.eos_id, float("-inf"))
+        beam_scores, keep = live_scores.topk(K, dim=1)  # (B, K)
+        rows, tokens = rows.gather(1, keep).view(-1), tokens.gather(1, keep).view(-1)
+        state = state.index_select(rows)
+        history = torch.cat([history[rows], tokens[:, None]], dim=1)
+        if return_attention:
+            history_attention = torch.cat([history_attention[rows], weights[rows][:, None]], dim=1)
+        prev_tokens = tokens
+
+    return _hypotheses(best_tokens, best_lengths, best_scores, best_attention, src_lengths)

@@ -11,8 +11,11 @@ Stacking order is torch's (LSTM: i, f, C̃, o; GRU: r, z, candidate), so weights
 from torch.nn modules; the one bias b stands for torch's b_ih + b_hh (their sum is all that
 matters, except for the GRU's torch form, which keeps a separate recurrent candidate bias).
 
-Each cell's `step(u_t, state)` takes u_t = W_in x_t + b (precomputed) and mirrors its equations
+Each cell's `step(u_t, state, W)` takes u_t = W_in x_t + b (precomputed) and mirrors its equations
 line by line. `state` is h_{t-1} for all cells but the LSTM, whose state is (h_{t-1}, C_{t-1}).
+W = `cell.weights()` holds the recurrent weights as the step uses them (transposed, split by gate),
+made once per sequence: a view made inside the loop would add a graph node per step, and its
+backward would materialise a full-size gradient per step.
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ class Cell(nn.Module):
         """W_in x_t + b for every t at once: (B, T, I) → (B, T, G·H)."""
         return F.linear(inputs, self.W_in, self.b)
 
-    def step(self, u_t: torch.Tensor, state):
+    def weights(self) -> tuple:
+        return (self.W_rec.t(),)
+
+    def step(self, u_t: torch.Tensor, state, W: tuple):
         raise NotImplementedError
 
 
@@ -93,15 +99,18 @@ class ElmanCell(Cell):
     def alpha(self) -> torch.Tensor | float | None:
         return torch.sigmoid(self.leak_logit) if self.leak_logit is not None else self.leak
 
-    def step(self, u_t, h, h_skip: torch.Tensor | None = None):
-        pre = torch.addmm(u_t, h, self.W_rec.t())  # W_in x_t + b + W_rec h_{t-1}
-        if self.W_skip is not None:
-            pre = pre + F.linear(h_skip, self.W_skip)
+    def weights(self) -> tuple:
+        return self.W_rec.t(), None if self.W_skip is None else self.W_skip.t(), self.alpha()
+
+    def step(self, u_t, h, W, h_skip: torch.Tensor | None = None):
+        W_rec_T, W_skip_T, alpha = W
+        pre = torch.addmm(u_t, h, W_rec_T)  # W_in x_t + b + W_rec h_{t-1}
+        if W_skip_T is not None:
+            pre = torch.addmm(pre, h_skip, W_skip_T)  # + W_skip h_{t-d}
         candidate = self.sigma(pre)
-        alpha = self.alpha()
         if alpha is None:
             return candidate
-        return (1 - alpha) * h + alpha * candidate
+        return torch.lerp(h, candidate, alpha)  # (1 − α) h_{t-1} + α σ(·)
 
 
 class LSTMCell(Cell):
@@ -126,11 +135,12 @@ class LSTMCell(Cell):
             with torch.no_grad():
                 self.b[hidden_size : 2 * hidden_size] = forget_bias
 
-    def step(self, u_t, state):
+    def step(self, u_t, state, W):
+        (W_rec_T,) = W
         h, C = state
-        i, f, C_tilde, o = torch.addmm(u_t, h, self.W_rec.t()).chunk(4, dim=-1)
+        i, f, C_tilde, o = torch.addmm(u_t, h, W_rec_T).chunk(4, dim=-1)
         i, f, C_tilde, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(C_tilde), torch.sigmoid(o)
-        C = f * C + i * C_tilde
+        C = torch.addcmul(f * C, i, C_tilde)  # f ⊙ C_{t-1} + i ⊙ C̃_t
         h = o * torch.tanh(C)
         return h, C
 
@@ -167,15 +177,19 @@ class GRUCell(Cell):
         if self.b_rec is not None:
             nn.init.uniform_(self.b_rec, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size))
 
-    def step(self, u_t, h):
+    def weights(self) -> tuple:
         H = self.hidden_size
-        u_rz, u_c = u_t[..., : 2 * H], u_t[..., 2 * H :]
-        r, z = torch.sigmoid(u_rz + F.linear(h, self.W_rec[: 2 * H])).chunk(2, dim=-1)
+        return self.W_rec[: 2 * H].t(), self.W_rec[2 * H :].t()  # the gates' rows, the candidate's rows
+
+    def step(self, u_t, h, W):
+        W_rz_T, W_c_T = W
+        u_rz, u_c = u_t.split([2 * self.hidden_size, self.hidden_size], dim=-1)
+        r, z = torch.sigmoid(torch.addmm(u_rz, h, W_rz_T)).chunk(2, dim=-1)
         if self.form == "lecture":
-            h_tilde = torch.tanh(u_c + F.linear(r * h, self.W_rec[2 * H :]))
-            return (1 - z) * h + z * h_tilde
-        h_tilde = torch.tanh(u_c + r * F.linear(h, self.W_rec[2 * H :], self.b_rec))
-        return (1 - z) * h_tilde + z * h
+            h_tilde = torch.tanh(torch.addmm(u_c, r * h, W_c_T))  # W·[r ⊙ h_{t-1}, x_t] + b
+            return torch.lerp(h, h_tilde, z)  # (1 − z) h_{t-1} + z h̃_t
+        h_tilde = torch.tanh(torch.addcmul(u_c, r, torch.addmm(self.b_rec, h, W_c_T)))  # r ⊙ (W_rec h + b_rec)
+        return torch.lerp(h_tilde, h, z)  # (1 − z) h̃_t + z h_{t-1}
 
 
 def make_cell(cell: str, input_size: int, hidden_size: int, nonlinearity: str = "tanh",

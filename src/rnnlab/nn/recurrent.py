@@ -147,14 +147,15 @@ def _unroll(cell: Cell, x: torch.Tensor, state, mask: torch.Tensor | None, trace
     """
     # W_in x_t + b for all t: one GEMM outside the loop, time-major so each u_t is contiguous
     u = cell.project(x.transpose(0, 1)).unbind(0)
+    W = cell.weights()
     skip = getattr(cell, "skip", None)
     outputs = []
     for t, u_t in enumerate(u):
         if skip:
             h_skip = outputs[t - skip] if t >= skip else torch.zeros_like(state)
-            new = cell.step(u_t, state, h_skip)
+            new = cell.step(u_t, state, W, h_skip)
         else:
-            new = cell.step(u_t, state)
+            new = cell.step(u_t, state, W)
         if mask is not None:
             m = mask[t]
             if isinstance(new, tuple):

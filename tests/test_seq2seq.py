@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from rnnlab.decoding import greedy
 from rnnlab.errors import ConfigError
-from rnnlab.models.seq2seq import Seq2Seq, reverse_within_lengths
+from rnnlab.models.seq2seq import Seq2Seq
+from rnnlab.nn.recurrent import reverse_padded
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -182,9 +183,9 @@ def test_unidirectional_encoder_hands_its_final_state_over_unchanged():
     torch.testing.assert_close(state.rnn, final)
 
 
-def test_reverse_within_lengths_keeps_padding_at_the_end():
+def test_reverse_padded_keeps_padding_at_the_end():
     tokens = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0], [4, 0, 0, 0]])
-    assert reverse_within_lengths(tokens, torch.tensor([3, 2, 1])).tolist() == [[7, 6, 5, 0], [9, 8, 0, 0],
+    assert reverse_padded(tokens, torch.tensor([3, 2, 1])).tolist() == [[7, 6, 5, 0], [9, 8, 0, 0],
                                                                                [4, 0, 0, 0]]
 
 
@@ -195,9 +196,9 @@ def test_reverse_source_reads_the_source_backwards_and_attends_in_source_order()
     src, src_lengths, _, _ = batch(torch.Generator().manual_seed(7))
     with torch.no_grad():
         memory, state = reversing.encode(src, src_lengths)
-        expected_memory, expected_state = plain.encode(reverse_within_lengths(src, src_lengths), src_lengths)
+        expected_memory, expected_state = plain.encode(reverse_padded(src, src_lengths), src_lengths)
     torch.testing.assert_close(state.rnn, expected_state.rnn)  # the encoder ended on the first source word
-    torch.testing.assert_close(memory.states, reverse_within_lengths(expected_memory.states, src_lengths))
+    torch.testing.assert_close(memory.states, reverse_padded(expected_memory.states, src_lengths))
 
 
 def test_tied_weights_share_the_target_embedding():

@@ -38,6 +38,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import RecurrentState, recurrent_layer
 from rnnlab.nn.attention import ATTENTION_TYPES, Attention, Memory
+from rnnlab.nn.recurrent import reverse_padded
 
 ATTENTION_OPTIONS = ("type", "window", "score")
 
@@ -141,10 +142,10 @@ class Seq2Seq(nn.Module):
     def encode(self, src: torch.Tensor, src_lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """src (B, S) padded, src_lengths (B,) ≥ 1 → the attention memory and the decoder's initial state."""
         if self.reverse_source:
-            src = reverse_within_lengths(src, src_lengths)
+            src = reverse_padded(src, src_lengths)
         states, final = self.encoder(self.dropout(self.src_embedding(src)), lengths=src_lengths)  # (B, S, M)
         if self.reverse_source:
-            states = reverse_within_lengths(states, src_lengths)  # attention weights then index x as written
+            states = reverse_padded(states, src_lengths)  # attention weights then index x as written
         memory = self.attention.remember(states, src_lengths) if self.attention else Memory.of(states, src_lengths)
         if isinstance(final, tuple):
             rnn = (self._bridge(final[0], self.bridge_h, torch.tanh), self._bridge(final[1], self.bridge_C, None))
@@ -228,16 +229,6 @@ class Seq2Seq(nn.Module):
     def output(self, attentional: torch.Tensor) -> torch.Tensor:
         """logits = W_s dropout(h̃) + b_s."""
         return self.W_s(self.dropout(attentional))
-
-
-def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each row of x (B, S, ...) within its own length; padding stays at the end."""
-    S = x.size(1)
-    t = torch.arange(S, device=x.device)[None, :]
-    lengths = lengths.to(x.device)[:, None]
-    index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, S)
-    index = index.view(*index.shape, *(1,) * (x.dim() - 2)).expand_as(x)
-    return x.gather(1, index)
 
 
 def _check_options(*, bidirectional, reverse_source, input_feeding, tie_weights, teacher_forcing,

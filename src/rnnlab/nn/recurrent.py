@@ -124,13 +124,13 @@ class ScratchRecurrent(Recurrent):
             outputs = []
             for direction in range(self.directions):
                 index = layer * self.directions + direction
-                x = layer_input if direction == 0 else _reverse_padded(layer_input, lengths)
+                x = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
                 initial = (h0s[index], C0s[index]) if lstm else h0s[index]
                 steps = None if self.trace is None else []
                 out, final = _unroll(self.cells[index], x, initial, mask, steps)
                 if steps is not None:
                     self.trace.append(steps)
-                outputs.append(out if direction == 0 else _reverse_padded(out, lengths))
+                outputs.append(out if direction == 0 else reverse_padded(out, lengths))
                 finals_h.append(final[0] if lstm else final)
                 if lstm:
                     finals_C.append(final[1])
@@ -173,15 +173,15 @@ def _unroll(cell: Cell, x: torch.Tensor, state, mask: torch.Tensor | None, trace
     return out, state
 
 
-def _reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Reverse each sequence of x (B, T, ·) within its own length; padding stays at the end."""
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+    """Reverse each sequence of x (B, T, ...) within its own length; padding stays at the end."""
     if lengths is None:
         return x.flip(1)
     T = x.size(1)
     t = torch.arange(T, device=x.device)[None, :]
     lengths = lengths.to(x.device)[:, None]
     index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+    return x.gather(1, index.view(*index.shape, *(1,) * (x.dim() - 2)).expand_as(x))
 
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,

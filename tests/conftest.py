@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -48,3 +49,13 @@ def make_cfg(tmp_path, monkeypatch):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tensors this small gain nothing from intra-op threads, and on a busy 2-core machine the threads'
+    synchronisation made tests ~10× slower. Use with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -7,15 +7,7 @@ import torch
 
 from rnnlab.nn.attention import Attention
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small gain nothing from intra-op threads, and on a busy 2-core machine the threads'
-    synchronisation made these tests ~10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 B, S, T, Q = 3, 6, 4, 8

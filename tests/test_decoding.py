@@ -8,10 +8,12 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from test_seq2seq import BOS, EOS, PAD, SRC_VOCAB, TGT_VOCAB, one_thread, padded, tiny_model  # noqa: F401
+from test_seq2seq import BOS, EOS, PAD, SRC_VOCAB, TGT_VOCAB, padded, tiny_model
 
 from rnnlab.decoding import beam_search, greedy, length_limits, sample
 from rnnlab.models.seq2seq import Seq2Seq
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODELS = [
     (None, {}), ({"type": "bahdanau"}, {"input_feeding": True}), ({"type": "luong_general"}, {"bidirectional": True}),

@@ -15,15 +15,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.models.seq2seq import Seq2Seq
 from rnnlab.nn.recurrent import reverse_padded
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tensors this small gain nothing from intra-op threads, and on a busy 2-core machine the threads'
-    synchronisation made these tests ~10× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SRC_VOCAB, TGT_VOCAB, PAD, BOS, EOS = 13, 11, 0, 1, 2

@@ -7,6 +7,7 @@ import torch
 from torch.func import functional_call
 
 from rnnlab.nn import recurrent_layer
+from rnnlab.nn.bptt import LSTMSequence
 from rnnlab.nn.recurrent import copy_fused_weights
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -195,3 +196,24 @@ def test_gru_lecture_form_follows_its_equations():
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):
         recurrent_layer(input_size=3, hidden_size=4, **kwargs)
+
+
+def test_lstm_handwritten_bptt_matches_autograd_and_finite_differences():
+    """The scratch LSTM's fast path (rnnlab/nn/bptt.py) against the step-by-step autograd path."""
+    torch.manual_seed(0)
+    layer = recurrent_layer("lstm", 3, 4, num_layers=2, backend="scratch").double()
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    state = (torch.randn(2, 2, 4, dtype=torch.float64), torch.randn(2, 2, 4, dtype=torch.float64))
+    results = []
+    for trace in (None, []):  # a trace makes the layer record every h_t: the autograd path
+        layer.trace = trace
+        layer.zero_grad()
+        outputs, (h, C) = layer(x, state)
+        (outputs.sin().sum() + h.cos().sum() + (C * C).sum()).backward()
+        results.append([outputs, h, C] + [p.grad.clone() for p in layer.parameters()])
+    layer.trace = None
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, rtol=1e-10, atol=1e-12)
+    u, h0, C0, W = (torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+                    for shape in ((5, 2, 12), (2, 3), (2, 3), (12, 3)))
+    assert torch.autograd.gradcheck(LSTMSequence.apply, (u, h0, C0, W))

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnlab.nn.cells import Cell, make_cell
+from rnnlab.nn.bptt import LSTMSequence
+from rnnlab.nn.cells import Cell, LSTMCell, make_cell
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -146,7 +147,11 @@ def _unroll(cell: Cell, x: torch.Tensor, state, mask: torch.Tensor | None, trace
     sequence's end changes nothing. trace, if a list, receives each step's h_t.
     """
     # W_in x_t + b for all t: one GEMM outside the loop, time-major so each u_t is contiguous
-    u = cell.project(x.transpose(0, 1)).unbind(0)
+    u = cell.project(x.transpose(0, 1))
+    if isinstance(cell, LSTMCell) and mask is None and trace is None:
+        hs, C = LSTMSequence.apply(u, *state, cell.W_rec)  # the same equations, backward by hand
+        return hs.transpose(0, 1), (hs[-1], C)
+    u = u.unbind(0)
     W = cell.weights()
     skip = getattr(cell, "skip", None)
     outputs = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -36,10 +37,12 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     datamodule.prepare_data()
     datamodule.setup("fit")  # the task needs what the data determines (vocabulary sizes, ...)
     plain = OmegaConf.to_container(cfg, resolve=True)
+    task_class = _task_class(cfg)
     task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
-    task = get_class(cfg.task._target_)(**datamodule.task_inputs, model=plain["model"],
-                                        optimizer=plain["optimizer"], scheduler=plain.get("scheduler"),
-                                        **task_kwargs)
+    if hasattr(datamodule, "tokenizer_state") and "tokenizer" in inspect.signature(task_class).parameters:
+        task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
+    task = task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
+                      scheduler=plain.get("scheduler"), **task_kwargs)
 
     output_dir = Path(cfg.paths.output_dir)
     curves = CurveRecorder()
@@ -89,6 +92,19 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
 def tracking_uri(cfg: DictConfig) -> str:
     """The MLflow store configured by logger=mlflow (env MLFLOW_TRACKING_URI overrides it there)."""
     return cfg.logger.mlflow.tracking_uri
+
+
+def _task_class(cfg: DictConfig) -> type[L.LightningModule]:
+    """task._target_, except that a counted model (model=ngram) takes task=lm's counting twin."""
+    task_class = get_class(cfg.task._target_)
+    if cfg.model.get("family") != "ngram":
+        return task_class
+    from rnnlab.tasks.ngram import NGramTask
+
+    if not issubclass(NGramTask, task_class):
+        raise ConfigError(f"model=ngram is a language model: task._target_={cfg.task._target_} cannot use it; "
+                          f"use task=lm")
+    return NGramTask
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:

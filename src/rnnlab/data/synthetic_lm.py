@@ -215,6 +215,45 @@ class AgreementSource:
         return entropy / self.mean_sentence_length()
 
 
+class SymbolTokenizer:
+    """The corpus's words written separated by spaces, for reading prompts and writing samples.
+
+    Every token is a word of the source, so there is no `<unk>`: a word outside the vocabulary is an
+    error. "." ends a sentence: it plays the part of `<eos>`.
+    """
+
+    level = "symbols"
+    unk_id = None
+
+    def __init__(self, vocab: list[str], eos: str = AgreementSource.EOS):
+        self.vocab = list(vocab)
+        self.eos_id = self.vocab.index(eos)
+        self._ids = {word: i for i, word in enumerate(self.vocab)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, text: str) -> list[int]:
+        unknown = [word for word in text.split() if word not in self._ids]
+        if unknown:
+            raise ValueError(f"{unknown[0]!r} is not a word of the synthetic corpus (its words look like "
+                             f"{self.vocab[0]}, w0, {self.vocab[-2]}, {self.vocab[-1]})")
+        return [self._ids[word] for word in text.split()]
+
+    def decode(self, ids) -> str:
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return " ".join(self.vocab[i] for i in ids)
+
+    def state(self) -> dict:
+        """JSON-serialisable; `from_state` rebuilds the tokenizer (e.g. from a checkpoint)."""
+        return {"level": self.level, "vocab": list(self.vocab), "eos": self.vocab[self.eos_id]}
+
+    @classmethod
+    def from_state(cls, state: dict) -> SymbolTokenizer:
+        return cls(state["vocab"], state["eos"])
+
+
 def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     """One categorical draw per row of probs (n, K), by inverting each row's CDF."""
     cdf = probs.cumsum(axis=1)
@@ -280,6 +319,16 @@ class SyntheticLMDataModule(L.LightningDataModule):
     @property
     def vocab(self) -> list[str]:
         return self.source.vocab
+
+    def tokenizer_state(self) -> dict:
+        """What a checkpoint keeps to read prompts and write samples: `SymbolTokenizer.from_state`."""
+        return SymbolTokenizer(self.vocab).state()
+
+    def encode(self, text: str) -> list[int]:
+        return SymbolTokenizer(self.vocab).encode(text)
+
+    def decode(self, ids) -> str:
+        return SymbolTokenizer(self.vocab).decode(ids)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:

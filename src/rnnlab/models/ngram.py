@@ -47,6 +47,11 @@ of (m + 1)-gram types whose suffix (the m-gram ending at the same position) it i
 Per level the model keeps the sorted keys, each m-gram's count, and per context its total c_m(h·)
 and discounted mass; scoring looks every level's ids up with `searchsorted` and applies the
 equations above to all positions at once. Memory and time are O(n · N log N) for N training tokens.
+
+As a language model. `next_token_distributions` gives the whole p(· | x_≤t) at every position of rows at
+once, level by level as p_m = backoff · p_{m−1} + own (`_weights`: own is non-zero on the seen n-grams only,
+so it is worked out once per distinct context). `NGramLanguageModel` puts that behind the recurrent models'
+`forward(tokens, state) → (logits, state)`, so that task=lm counts, scores and samples it like an RNN.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from rnnlab.errors import ConfigError
 
@@ -159,9 +165,21 @@ class NGramLM:
     def _interpolate(self, m: int, counts: np.ndarray, total: np.ndarray, mass: np.ndarray,
                      lower: np.ndarray) -> np.ndarray:
         """p_m(w | h) for contexts seen at level m (total = c_m(h·) > 0), given p_{m−1}(w | h')."""
+        own, backoff = self._weights(m, counts, total, mass)
+        return own + backoff * (lower if self.smoothing == "kneser_ney" else 1.0 / self.vocab_size)
+
+    def _weights(self, m: int, counts: np.ndarray | float, total: np.ndarray,
+                 mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p_m(w | h) = own + backoff · (p_{m−1}(w | h') for Kneser–Ney, 1/V for add-k): (own, backoff).
+
+        own, the share of c_m(hw), is 0 where that count is 0 (so only seen n-grams need it):
+            Kneser–Ney  own = max(c_m(hw) − D_m(c_m(hw)), 0) / c_m(h·),  backoff = γ_m(h)
+            add-k       own = c(hw) / (c(h·) + k·V),                     backoff = k·V / (c(h·) + k·V)
+        """
         if self.smoothing == "add_k":
-            return (counts + self.k) / (total + self.k * self.vocab_size)
-        return (np.maximum(counts - self._discount(m, counts), 0) + mass * lower) / total
+            denominator = total + self.k * self.vocab_size
+            return counts / denominator, self.k * self.vocab_size / denominator
+        return np.maximum(counts - self._discount(m, np.asarray(counts)), 0) / total, mass / total
 
     # --- scoring ------------------------------------------------------------------------------
     def nll(self, tokens: torch.Tensor | np.ndarray | Sequence[int]) -> np.ndarray:
@@ -211,6 +229,46 @@ class NGramLM:
             p = self._interpolate(m, counts, self.context_total[m][h], self.backoff_mass[m][h], p)
         return p
 
+    def next_token_distributions(self, tokens: torch.Tensor | np.ndarray | Sequence[int], first: int = 0) -> np.ndarray:
+        """p(· | its row up to and including column t) for each column t ≥ first of rows (B, L): (B, L − first, V).
+
+        `distribution` for every position at once (what a language model's logits hold); as in `nll`, a
+        context never reaches before column 0 of its row.
+        """
+        self._check_fitted()
+        rows = self._rows(tokens)
+        B, L = rows.shape
+        V = self.vocab_size
+        flat = rows.reshape(-1)
+        column = np.tile(np.arange(L), B)
+        wanted = column >= first
+        p = np.full((np.count_nonzero(wanted), V), 1.0 / V)  # p_0
+        grams = np.zeros(len(flat), dtype=np.int64)  # id of the (m−1)-gram ending at each position: the context
+        for m in range(1, self.order + 1):
+            h = grams[wanted]
+            total = np.where(h >= 0, self.context_total[m][h.clip(min=0)], 0.0)
+            seen = np.flatnonzero(total > 0)
+            if len(seen):
+                # p = backoff · lower + own, where own is non-zero on the m-grams h·w seen in training only: the
+                # keys in [h·V, (h + 1)·V). Worked out once per distinct context (the unigram level has one).
+                contexts, context_of_position = np.unique(h[seen], return_inverse=True)
+                total_c, mass_c = self.context_total[m][contexts], self.backoff_mass[m][contexts]
+                lo, hi = np.searchsorted(self.keys[m], contexts * V), np.searchsorted(self.keys[m], (contexts + 1) * V)
+                lengths = hi - lo
+                context_of = np.repeat(np.arange(len(contexts)), lengths)
+                entry = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths - lo, lengths)
+                own_seen, _ = self._weights(m, self.counts[m][entry], total_c[context_of], mass_c[context_of])
+                own = np.zeros((len(contexts), V))
+                own[context_of, self.keys[m][entry] - contexts[context_of] * V] = own_seen
+                _, backoff = self._weights(m, 0.0, total_c, mass_c)
+                lower = p[seen] if self.smoothing == "kneser_ney" else 1.0 / V
+                p[seen] = backoff[context_of_position, None] * lower + own[context_of_position]
+            if m < self.order:  # the m-gram ending at t: the (m−1)-gram ending at t − 1, then w_t
+                context = grams if m == 1 else np.concatenate([[-1], grams[:-1]])
+                context = np.where(column >= m - 1, context, -1)
+                grams = _lookup(self.keys[m], np.where(context >= 0, context * V + flat, -1))
+        return p.reshape(B, L - first, V)
+
     def log_prob(self, context: Sequence[int] | np.ndarray | torch.Tensor, next_id: int) -> float:
         """log p(next_id | context)."""
         return float(np.log(self.distribution(context)[next_id]))
@@ -255,3 +313,47 @@ class NGramLM:
     def _check_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError("NGramLM.fit(tokens) must come before scoring or sampling")
+
+
+class NGramLanguageModel(nn.Module):
+    """An NGramLM behind the recurrent language model's interface, so that task=lm scores and samples it unchanged.
+
+        forward(tokens (B, T), state) → logits (B, T, V), state      logits_t = log p(· | x_≤t)
+
+    softmax(log p) = p, so the task's cross-entropy is exactly −log p(x_{t+1} | x_≤t). The state is the last
+    n − 2 tokens read: all the next window's first contexts need (its "hidden state"). No parameters: `fit`
+    counts, and before it every token is equally likely (p_0 = 1/V). The counts travel in the state_dict.
+    """
+
+    def __init__(self, vocab_size: int, order: int = 5, smoothing: str = "kneser_ney", discount: float | None = None,
+                 k: float = 1.0):
+        super().__init__()
+        self.ngram = NGramLM(vocab_size, order, smoothing, discount, k)
+
+    def fit(self, tokens: torch.Tensor) -> NGramLanguageModel:
+        """Count the n-grams of one stream (N,) or of independent rows (B, L)."""
+        self.ngram.fit(tokens)
+        return self
+
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        context = tokens if state is None else torch.cat([state, tokens], dim=1)  # (B, S + T)
+        first = context.size(1) - tokens.size(1)
+        if self.ngram.fitted:
+            p = torch.from_numpy(self.ngram.next_token_distributions(context.cpu(), first))
+            logits = p.log().float().to(tokens.device)
+        else:
+            logits = tokens.new_zeros(*tokens.shape, self.ngram.vocab_size, dtype=torch.float)
+        return logits, context[:, max(context.size(1) - (self.ngram.order - 2), 0):]
+
+    # the counts are this model's weights: a checkpoint's state_dict carries them (as tensors, so that
+    # torch.load(weights_only=True) reads it)
+    _TABLES = ("keys", "counts", "context_total", "backoff_mass", "discounts")
+
+    def get_extra_state(self) -> dict:
+        tables = {name: [torch.from_numpy(table) for table in getattr(self.ngram, name)] for name in self._TABLES}
+        return {"fitted": self.ngram.fitted, **tables}
+
+    def set_extra_state(self, state: dict) -> None:
+        for name in self._TABLES:
+            setattr(self.ngram, name, [table.numpy() for table in state[name]])
+        self.ngram.fitted = state["fitted"]

@@ -14,10 +14,12 @@ isolates *which*, and `*/<group>/choice_excess` is its excess over the optimum (
 When the group also gives each candidate a class (the verb's agreement class), `*/<group>/class_acc`
 is how often the class with the most probability, Σ p over its candidates, is the target's class:
 the agreement accuracy (1 for the optimum; 1/A for a model that forgot the subject).
+At character level (the tokenizer's level is "char") `*/bpc` = `*/loss` / ln 2, bits per character.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -34,18 +36,25 @@ from rnnlab.nn import detach_state
 
 class LanguageModelingTask(L.LightningModule):
     def __init__(self, vocab_size: int, model: dict[str, Any], optimizer: dict[str, Any],
-                 scheduler: dict[str, Any] | None = None, carry_state: bool = True):
+                 scheduler: dict[str, Any] | None = None, carry_state: bool = True, tokenizer: dict | None = None):
         """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler`
-        groups), kept as hyperparameters so a checkpoint alone rebuilds the task."""
+        groups), kept as hyperparameters so a checkpoint alone rebuilds the task; so is tokenizer, the
+        data's `tokenizer_state()`, so that a checkpoint alone also reads and writes text (generate.py)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
-        check_options(RNNLanguageModel, model, "model", ignore=("vocab_size",))
-        self.model = RNNLanguageModel(vocab_size, **model)
+        self.model = self.build_model(vocab_size, model)
         self.carry_state = carry_state
+        # a character is a token: the loss in bits is bits per character
+        self.char_level = (tokenizer or {}).get("level") == "char"
         self._state: dict[str, Any] = {}  # carried recurrent state per stage
         # token-weighted means, keyed "<stage>" or "<stage>/<group>"; created on first use
         self.nll = torch.nn.ModuleDict()
         self.optimal_nll = torch.nn.ModuleDict()
+
+    def build_model(self, vocab_size: int, model: dict[str, Any]):
+        """The network this task trains (a subclass, rnnlab/tasks/ngram.py, counts an n-gram instead)."""
+        check_options(RNNLanguageModel, model, "model", ignore=("vocab_size",))
+        return RNNLanguageModel(vocab_size, **model)
 
     def forward(self, tokens, state=None):
         return self.model(tokens, state)
@@ -156,6 +165,8 @@ class LanguageModelingTask(L.LightningModule):
             optimal = self.optimal_nll[key].compute() if key in self.optimal_nll else None
             if name == stage:
                 metrics |= {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
+                if self.char_level:
+                    metrics[f"{stage}/bpc"] = nll / math.log(2)
                 if optimal is not None:
                     metrics |= {f"{stage}/ppl_optimal": optimal.exp(),
                                 f"{stage}/ppl_gap": (nll - optimal).exp() - 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -84,3 +85,19 @@ class BPTTWindows(Dataset):
 def window_loader(windows: BPTTWindows) -> DataLoader:
     # Items are already batches; order matters (hidden state is carried), so never shuffle.
     return DataLoader(windows, batch_size=None, shuffle=False)
+
+
+class StreamDataModule(L.LightningDataModule):
+    """Base of the language-modelling data modules: `setup` fills `splits` with BPTTWindows for
+    "train", "val" and "test"; this serves them in order."""
+
+    splits: dict[str, BPTTWindows]
+
+    def train_dataloader(self):
+        return window_loader(self.splits["train"])
+
+    def val_dataloader(self):
+        return window_loader(self.splits["val"])
+
+    def test_dataloader(self):
+        return window_loader(self.splits["test"])

@@ -33,11 +33,10 @@ import itertools
 import math
 from dataclasses import dataclass, fields
 
-import lightning.pytorch as L
 import numpy as np
 import torch
 
-from rnnlab.data.streams import BPTTWindows, TokenGroup, window_loader
+from rnnlab.data.streams import BPTTWindows, StreamDataModule, TokenGroup
 from rnnlab.errors import ConfigError
 
 
@@ -261,7 +260,7 @@ def _sample_rows(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (u[:, None] >= cdf).sum(axis=1).clip(max=probs.shape[1] - 1)
 
 
-class SyntheticLMDataModule(L.LightningDataModule):
+class SyntheticLMDataModule(StreamDataModule):
     """`data=synthetic_lm`: the agreement corpus above, generated in memory from a seed (≈1 s).
 
     Each split is `num_streams` independent streams, each starting at a sentence boundary, so the
@@ -358,12 +357,3 @@ class SyntheticLMDataModule(L.LightningDataModule):
         """Bayes-optimal mean NLL (nats/token) over the whole split's scored tokens."""
         self.setup()
         return float(self.splits[split].optimal_nll[:, 1:].double().mean())
-
-    def train_dataloader(self):
-        return window_loader(self.splits["train"])
-
-    def val_dataloader(self):
-        return window_loader(self.splits["val"])
-
-    def test_dataloader(self):
-        return window_loader(self.splits["test"])

@@ -32,12 +32,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning.pytorch as L
 import numpy as np
 import torch
 
 from rnnlab.data.download import DataError
-from rnnlab.data.streams import BPTTWindows, batchify, window_loader
+from rnnlab.data.streams import BPTTWindows, StreamDataModule, batchify
 from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -205,7 +204,7 @@ def _check_positive_int(key: str, value: object, allow_none: bool = False) -> No
         raise ConfigError(f"data.{key}={value} is invalid: must be a positive integer")
 
 
-class TextCorpusDataModule(L.LightningDataModule):
+class TextCorpusDataModule(StreamDataModule):
     """What every real-text corpus shares: a vocabulary from its training split, splits as BPTT windows.
 
     A subclass says where the raw text comes from (`read_splits`); this class tokenizes it, caches
@@ -326,15 +325,6 @@ class TextCorpusDataModule(L.LightningDataModule):
 
     def tokenizer_state(self) -> dict:
         return self._tokenizer().state()
-
-    def train_dataloader(self):
-        return window_loader(self.splits["train"])
-
-    def val_dataloader(self):
-        return window_loader(self.splits["val"])
-
-    def test_dataloader(self):
-        return window_loader(self.splits["test"])
 
 
 class TextDataModule(TextCorpusDataModule):

@@ -34,8 +34,9 @@ test: install  ## run the test suite (slow tests excluded)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest $(ARGS)
 
-bench: install  ## throughput: rnnlab vs a raw PyTorch loop, one JSON line per measurement
+bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells; JSON lines
 	$(BIN)/python experiments/throughput/bench.py $(ARGS)
+	$(BIN)/python experiments/cell_speed/bench.py
 
 ui: install  ## serve the MLflow UI on http://127.0.0.1:$(PORT) over logs/mlflow.db
 	@mkdir -p logs

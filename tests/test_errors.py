@@ -28,12 +28,15 @@ CASES = [
     ("+model.hiden_size=3", "model.hiden_size is not an option here; valid: cell, embedding_size, hidden_size"),
     ("+optimizer.betaz=3", "optimizer.betaz is not an option here; valid: lr, betas, eps"),
     ("optimizer.weight_decay=-1", "optimizer=Adam rejects its settings: Invalid weight_decay value: -1"),
+    ("trainer.gradient_clip_algorithm=clamp", "trainer.gradient_clip_algorithm=clamp is invalid: norm"),
+    ("model=rnn model.leak=0.5", "model.leak needs backend=scratch"),
+    ("model=skip_rnn model.skip=1", "model.skip=1 must be an integer ≥ 2"),
 ]
 
 
 @pytest.mark.parametrize(("override", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_value_fails_before_training(override, message, make_cfg, tmp_path):
-    cfg = make_cfg(override)
+    cfg = make_cfg(*override.split())
     with pytest.raises(ConfigError, match=message) as error:
         train(cfg)
     assert "\n" not in str(error.value)

@@ -9,7 +9,7 @@ medians and the scratch / fused ratio.
 Sizes (issue 3): word = batch 20, bptt 35, hidden 200, 2 layers, vocab 10k;
                  char = batch 64, bptt 100, hidden 512, 2 layers, vocab 65.
 
-    python experiments/cell_speed/bench.py [--sizes word char] [--cells lstm gru] [--repeats 3]
+    python experiments/cell_speed/bench.py [--sizes word char] [--cells lstm gru] [--repeats 3] [--threads N]
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ def main() -> None:
     parser.add_argument("--cells", nargs="+", default=["lstm", "gru"], choices=["rnn", "lstm", "gru"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     for name in args.sizes:

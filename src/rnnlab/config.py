@@ -48,3 +48,7 @@ def check(cfg: DictConfig) -> None:
     clip = trainer.get("gradient_clip_val")
     if clip is not None and (not isinstance(clip, (int, float)) or clip < 0):
         raise ConfigError(f"trainer.gradient_clip_val={clip} is invalid: must be ≥ 0 (0 or null disables)")
+    algorithm = trainer.get("gradient_clip_algorithm")
+    if algorithm is not None and algorithm not in ("norm", "value"):
+        raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm} is invalid: norm (rescale the global "
+                          "gradient norm to at most gradient_clip_val) or value (clamp each entry)")

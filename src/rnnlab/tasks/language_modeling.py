@@ -26,12 +26,12 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from torchmetrics import MeanMetric
 
 from rnnlab.errors import check_options
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
+from rnnlab.tasks.optimization import configure_optimizers
 
 
 class LanguageModelingTask(L.LightningModule):
@@ -188,14 +188,4 @@ class LanguageModelingTask(L.LightningModule):
 
     # --- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
-        scheduler = self.hparams.scheduler
-        if not scheduler:
-            return optimizer
-        # the group holds Lightning's lr_scheduler dict: {scheduler: {_target_...}, interval, monitor}
-        schedule = dict(scheduler["scheduler"])
-        if schedule.get("total_steps", 0) is None:  # cosine: default to the whole run's length
-            schedule["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        built = instantiate(schedule, optimizer=optimizer)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {**scheduler, "scheduler": built}}
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

@@ -1,0 +1,21 @@
+"""The optimizer and learning-rate schedule of a task, built from the `optimizer` and `scheduler` groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as L
+from hydra.utils import instantiate
+
+
+def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], scheduler: dict[str, Any] | None):
+    """What LightningModule.configure_optimizers returns: the optimizer, with its lr_scheduler dict if any."""
+    built_optimizer = instantiate(optimizer, params=task.parameters())
+    if not scheduler:
+        return built_optimizer
+    # the group holds Lightning's lr_scheduler dict: {scheduler: {_target_...}, interval, monitor}
+    schedule = dict(scheduler["scheduler"])
+    if schedule.get("total_steps", 0) is None:  # cosine: default to the whole run's length
+        schedule["total_steps"] = int(task.trainer.estimated_stepping_batches)
+    return {"optimizer": built_optimizer,
+            "lr_scheduler": {**scheduler, "scheduler": instantiate(schedule, optimizer=built_optimizer)}}

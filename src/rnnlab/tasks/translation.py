@@ -1,0 +1,417 @@
+"""`task=translation`: an encoder–decoder (rnnlab/models/seq2seq.py) trained on sentence pairs, scored by BLEU.
+
+Training minimises the token-level cross-entropy of the target given the source, padding ignored, with
+optional label smoothing ε (`task.label_smoothing`): the target distribution puts 1 − ε on the gold token
+and spreads ε uniformly over the vocabulary, as torch's cross_entropy does.
+
+Metrics, per split (`val`, `test`):
+
+  loss, ppl   teacher-forced: the decoder reads the gold previous tokens, and loss is the token-weighted
+              mean NLL over the whole split, ppl = exp(loss). Never label-smoothed, never measured on the
+              model's own (free-running) outputs, which would not be a perplexity of the data.
+  bleu        sacreBLEU corpus BLEU of the detokenized hypotheses against the raw references: cased,
+              tokenize 13a (the signature is logged as the MLflow tag `bleu_signature`)
+  bleu_lc     the same, lowercased (published Multi30k numbers are mostly lowercased)
+  chrf        sacreBLEU chrF
+
+`train/loss` is the NLL too, so it compares with `val/loss`; with label smoothing the objective itself is
+logged as `train/smoothed_loss`.
+
+Hypotheses come from `task.decode` (greedy | beam, with beam_size, length_penalty α and the length cap
+⌊max_len_a · S + max_len_b⌋, rnnlab/decoding.py). Evaluation batches come sorted by source length, so
+each hypothesis is put back at its pair's `index` before it is compared with `references[index]`.
+
+When BLEU is computed. Decoding a whole validation split costs far more than its teacher-forced loss, so
+during fit BLEU is computed every `bleu_every_n_epochs` epochs and always on the last one (of
+trainer.max_epochs / max_steps), and always on test and outside fit (eval.py). val/loss and val/ppl come
+every epoch. On an epoch without BLEU, `val/bleu` keeps the last measured value (0 before the first) for
+the callbacks only, not for the loggers: ModelCheckpoint and EarlyStopping with `monitor.metric=val/bleu`
+then neither crash on a missing metric nor mistake the old value for progress. Patience is therefore
+counted in epochs since the best BLEU, so give early stopping (and a plateau scheduler) a patience of at
+least bleu_every_n_epochs.
+
+Artifacts, after every validation with BLEU (rank 0 only; into the run directory and every MLflow logger):
+`translations/val_epoch_<e>.md`, a table of source, reference and hypothesis for `num_samples` fixed
+validation sentences (evenly spaced through the split), and `attention/val_epoch_<e>_sentence_<i>.png`,
+attention heatmaps (source pieces × hypothesis pieces) for the first `num_heatmaps` of them (none without
+attention). After test: `translations/test.md` and every hypothesis in `translations/test_hypotheses.txt`.
+
+Under DDP each process would score only its own shard of the split: BLEU is not yet gathered across ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
+from torchmetrics import MeanMetric
+
+from rnnlab import decoding
+from rnnlab.checkpoints import read_checkpoint
+from rnnlab.data.subwords import Subwords
+from rnnlab.data.translation import collate_pairs
+from rnnlab.errors import ConfigError, check_options
+from rnnlab.models.seq2seq import Seq2Seq
+from rnnlab.tasks.optimization import configure_optimizers
+
+log = logging.getLogger(__name__)
+
+DECODERS = ("greedy", "beam")
+STAGES = ("val", "test")
+DATA_INPUTS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
+DECODING_KEYS = ("decode", "beam_size", "length_penalty", "max_len_a", "max_len_b")  # translate.py, eval.py override
+
+
+# --- scores ---------------------------------------------------------------------------------------
+def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """sacreBLEU corpus scores of detokenized hypotheses against one raw reference each (same order), and
+    each score's signature, e.g. bleu_signature = nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    metrics = {"bleu": BLEU(tokenize="13a"), "bleu_lc": BLEU(tokenize="13a", lowercase=True), "chrf": CHRF()}
+    scores = {name: metric.corpus_score(list(hypotheses), [list(references)]).score
+              for name, metric in metrics.items()}
+    return scores, {f"{name}_signature": str(metric.get_signature()) for name, metric in metrics.items()}
+
+
+def check_decoding(settings: dict[str, Any], prefix: str = "task.") -> None:
+    """ConfigError naming the first invalid decoding setting among those given (keys of conf/task/translation.yaml:
+    decode, beam_size, length_penalty, max_len_a, max_len_b)."""
+    def is_number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    decode = settings.get("decode", "beam")
+    if decode not in DECODERS:
+        raise ConfigError(f"{prefix}decode={decode!r} is invalid: choose one of {', '.join(DECODERS)}")
+    beam_size = settings.get("beam_size", 1)
+    if not isinstance(beam_size, int) or isinstance(beam_size, bool) or beam_size < 1:
+        raise ConfigError(f"{prefix}beam_size={beam_size} is invalid: must be a positive integer")
+    length_penalty = settings.get("length_penalty", 0)
+    if not is_number(length_penalty) or length_penalty < 0:
+        raise ConfigError(f"{prefix}length_penalty={length_penalty} is invalid: must be ≥ 0 (α in score / length^α)")
+    max_len_a = settings.get("max_len_a", 0)
+    if not is_number(max_len_a) or max_len_a < 0:
+        raise ConfigError(f"{prefix}max_len_a={max_len_a} is invalid: must be ≥ 0 (output tokens per source token)")
+    max_len_b = settings.get("max_len_b", 0)
+    if not isinstance(max_len_b, int) or isinstance(max_len_b, bool) or max_len_b < 0:
+        raise ConfigError(f"{prefix}max_len_b={max_len_b} is invalid: must be an integer ≥ 0 (tokens added to "
+                          f"the cap max_len_a · source length)")
+
+
+def decoder_name(decode: str, beam_size: int, length_penalty: float) -> str:
+    """A short label of a decoding setting, e.g. "greedy" or "beam5_lp1.0"."""
+    return "greedy" if decode == "greedy" else f"beam{beam_size}_lp{length_penalty}"
+
+
+class TranslationTask(L.LightningModule):
+    def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
+                 model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
+                 label_smoothing: float = 0.0, decode: str = "beam", beam_size: int = 5, length_penalty: float = 1.0,
+                 max_len_a: float = 1.5, max_len_b: int = 10, bleu_every_n_epochs: int = 1, num_samples: int = 10,
+                 num_heatmaps: int = 4, tokenizer: dict | None = None):
+        """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler` groups;
+        model.attention is the `attention` group), and tokenizer the data's `tokenizer_state()`: all kept
+        as hyperparameters, so a checkpoint alone rebuilds the task and reads and writes text (translate.py)."""
+        super().__init__()
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0 <= label_smoothing < 1:
+            raise ConfigError(f"task.label_smoothing={label_smoothing} is invalid: must be in [0, 1)")
+        check_decoding(dict(decode=decode, beam_size=beam_size, length_penalty=length_penalty,
+                            max_len_a=max_len_a, max_len_b=max_len_b))
+        for key, value, least in (("bleu_every_n_epochs", bleu_every_n_epochs, 1), ("num_samples", num_samples, 0),
+                                  ("num_heatmaps", num_heatmaps, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"task.{key}={value} is invalid: must be an integer ≥ {least}")
+        self.save_hyperparameters(logger=False)
+        check_options(Seq2Seq, model, "model", ignore=DATA_INPUTS)
+        self.model = Seq2Seq(src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, **model)
+        self.subwords = Subwords.from_state(tokenizer) if tokenizer else None
+        self.nll = torch.nn.ModuleDict({stage: MeanMetric() for stage in STAGES})  # token-weighted, per split
+        self.translations: dict[str, dict[int, str]] = {}  # stage → {index: hypothesis} of its last scoring
+        self.artifact_root = ""  # a prefix for the artifact paths (eval.py keeps its outputs apart)
+        self._last_val_bleu = 0.0
+        self._scoring = False  # whether this evaluation decodes and scores BLEU
+        self._hypotheses: dict[int, list[int]] = {}  # index → hypothesis ids of this evaluation
+        self._samples: list[int] = []  # the sentences of the sample table
+        self._heatmaps: set[int] = set()  # ... and of the attention heatmaps
+        self._attention: dict[int, tuple[list[int], list[int], torch.Tensor]] = {}  # index → src, hyp, a (T, S)
+        self.signatures: dict[str, str] = {}  # of the scores, once computed: MLflow tags
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, ckpt: str, device: str = "cpu", **settings: Any) -> TranslationTask:
+        """The task of a task=translation checkpoint, in eval mode; settings not None override its task keys."""
+        checkpoint = read_checkpoint(path, ckpt, device)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if not all(key in hparams for key in (*DATA_INPUTS, "model")) or "decode" not in hparams:
+            raise ConfigError(f"ckpt={ckpt} is not a task=translation checkpoint (no vocabulary sizes and decoding "
+                              f"settings among its hyperparameters); give one that `python train.py "
+                              f"task=translation` wrote")
+        if not hparams.get("tokenizer"):
+            raise ConfigError(f"ckpt={ckpt} holds no vocabulary (tokenizer), so text cannot be turned into its ids; "
+                              f"retrain it")
+        task = cls(**{**hparams, **{key: value for key, value in settings.items() if value is not None}})
+        task.load_state_dict(checkpoint["state_dict"])
+        return task.to(device).eval()
+
+    # --- decoding -----------------------------------------------------------------------------------
+    def decode(self, src: torch.Tensor, src_lengths: torch.Tensor, return_attention: bool = False
+               ) -> decoding.Hypotheses:
+        """Hypotheses for a batch with the configured decoder (the model must be in eval mode)."""
+        settings = self.hparams
+        max_len = (settings.max_len_a, settings.max_len_b)
+        if settings.decode == "greedy":
+            return decoding.greedy(self.model, src, src_lengths, max_len, return_attention)
+        return decoding.beam_search(self.model, src, src_lengths, settings.beam_size, settings.length_penalty,
+                                    max_len, return_attention)
+
+    @torch.no_grad()
+    def translate(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:
+        """Raw source sentences → detokenized translations, in order; an empty line stays empty."""
+        subwords = self._vocabulary()
+        outputs = [""] * len(texts)
+        todo = [i for i, text in enumerate(texts) if text.strip()]
+        source_ids = {i: subwords.encode_source(texts[i]) for i in todo}
+        todo.sort(key=lambda i: -len(source_ids[i]))  # similar lengths share a batch: less padding
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start: start + batch_size]
+                batch = collate_pairs([(i, source_ids[i], []) for i in chunk])
+                hypotheses = self.decode(batch["src"].to(self.device), batch["src_lengths"].to(self.device))
+                for i, tokens in zip(chunk, hypotheses.tokens):
+                    outputs[i] = subwords.decode_target(tokens)
+        finally:
+            self.train(was_training)
+        return outputs
+
+    def _vocabulary(self) -> Subwords:
+        """The checkpoint's own vocabulary, or (a task built without one) the data's."""
+        return self.subwords if self.subwords is not None else self._datamodule().subwords
+
+    def _datamodule(self):
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "references"):
+            raise RuntimeError("TranslationTask scores against the references of a translation datamodule: pass "
+                               "datamodule= to trainer.fit/validate/test")
+        return datamodule
+
+    # --- training -----------------------------------------------------------------------------------
+    def forward(self, src, src_lengths, tgt_in):
+        return self.model(src, src_lengths, tgt_in)
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start, self._epoch_tokens = time.perf_counter(), 0
+
+    def training_step(self, batch, batch_idx):
+        logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"]).logits  # (B, T, V)
+        targets = batch["tgt_out"]
+        tokens = int((targets != self.hparams.pad_id).sum())
+        smoothing = self.hparams.label_smoothing
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.hparams.pad_id,
+                               label_smoothing=smoothing)  # mean over the real target tokens
+        if smoothing:
+            with torch.no_grad():
+                nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.hparams.pad_id)
+            self.log("train/smoothed_loss", loss, on_step=True, on_epoch=False, batch_size=tokens)
+        else:
+            nll = loss.detach()
+        self._epoch_tokens += tokens
+        self.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
+        self.log("train/loss_epoch", nll, on_step=False, on_epoch=True, batch_size=tokens)  # token-weighted
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Lightning clips after this hook: this is the norm the clipping threshold is compared with
+        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        # target tokens per second, running over the epoch so far: data loading and optimizer step included
+        elapsed = time.perf_counter() - self._epoch_start
+        self.log("train/tokens_per_s", self._epoch_tokens / elapsed, on_step=True, on_epoch=False)
+
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
+
+    # --- evaluation ---------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._start("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._finish("test")
+
+    def _start(self, stage: str) -> None:
+        self._scoring = self._bleu_due(stage)
+        self._hypotheses, self._attention = {}, {}
+        self._samples = self._sample_indices(stage) if self._scoring else []
+        with_heatmaps = stage == "val" and self.model.attention is not None
+        self._heatmaps = set(self._samples[: self.hparams.num_heatmaps]) if with_heatmaps else set()
+
+    def _bleu_due(self, stage: str) -> bool:
+        """Whether this evaluation decodes: see "When BLEU is computed" in the module docstring."""
+        trainer = self.trainer
+        if stage == "test" or trainer.state.fn != TrainerFn.FITTING:
+            return True
+        if trainer.sanity_checking:
+            return False
+        epoch = trainer.current_epoch
+        last_epoch = trainer.max_epochs not in (None, -1) and epoch + 1 >= trainer.max_epochs
+        last_step = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
+        return (epoch + 1) % self.hparams.bleu_every_n_epochs == 0 or last_epoch or last_step
+
+    def _eval_step(self, batch, stage: str) -> None:
+        logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"]).logits  # teacher-forced (B, T, V)
+        targets = batch["tgt_out"]
+        tokens = (targets != self.hparams.pad_id).sum()
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.hparams.pad_id,
+                              reduction="sum")
+        self.nll[stage].update(nll / tokens, weight=tokens)
+        if self._scoring:
+            self._decode_batch(batch)
+
+    def _decode_batch(self, batch) -> None:
+        indices = batch["index"].tolist()
+        heatmaps = self._heatmaps & set(indices)
+        hypotheses = self.decode(batch["src"], batch["src_lengths"], return_attention=bool(heatmaps))
+        for row, index in enumerate(indices):
+            self._hypotheses[index] = hypotheses.tokens[row]
+            if index in heatmaps and hypotheses.attention is not None:
+                source = batch["src"][row, : int(batch["src_lengths"][row])].tolist()
+                self._attention[index] = (source, hypotheses.tokens[row], hypotheses.attention[row].float().cpu())
+
+    def _finish(self, stage: str) -> None:
+        nll = self.nll[stage].compute()  # token-weighted over the split, synced across ranks
+        self.nll[stage].reset()
+        metrics = {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
+        if self._scoring and self._hypotheses:
+            metrics |= {f"{stage}/{name}": value for name, value in self._score(stage).items()}
+        if stage == "val" and self.trainer.state.fn == TrainerFn.FITTING:
+            # Lightning refuses one key logged with different arguments, so val/bleu always goes to the
+            # callbacks (the last measured value on epochs without BLEU, as the module docstring says) and
+            # a measured one goes to the loggers directly
+            bleu = metrics.pop("val/bleu", None)
+            if bleu is not None:
+                self._last_val_bleu = bleu
+                for logger in self.trainer.loggers:
+                    logger.log_metrics({"val/bleu": bleu}, step=self.global_step)
+            self.log("val/bleu", self._last_val_bleu, logger=False)
+        self.log_dict(metrics)
+        if self._scoring and self._hypotheses and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self._write_artifacts(stage)
+
+    def _score(self, stage: str) -> dict[str, float]:
+        """Detokenize the split's hypotheses, put them in index order, and score them against the references."""
+        subwords, references = self._vocabulary(), self._datamodule().references(stage)
+        indices = sorted(self._hypotheses)
+        if len(indices) < len(references):
+            log.warning("%s: %d of %d sentences were decoded (limited batches?): BLEU covers those only", stage,
+                        len(indices), len(references))
+        self.translations[stage] = {i: subwords.decode_target(self._hypotheses[i]) for i in indices}
+        scores, self.signatures = corpus_scores(list(self.translations[stage].values()),
+                                                 [references[i] for i in indices])
+        return scores
+
+    # --- artifacts ----------------------------------------------------------------------------------
+    def _sample_indices(self, stage: str) -> list[int]:
+        """num_samples fixed sentences of the split, evenly spaced through it (the same every epoch)."""
+        count, wanted = len(self._datamodule().references(stage)), self.hparams.num_samples
+        if wanted == 0 or count == 0:
+            return []
+        step = max(count / wanted, 1)
+        return sorted({int(k * step) for k in range(min(wanted, count))})
+
+    def _write_artifacts(self, stage: str) -> None:
+        """The sample table (and heatmaps, test hypotheses) into the run directory and every MLflow logger."""
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        name = f"{stage}_epoch_{self.current_epoch:03d}" if fitting else stage
+        directory = Path(self.trainer.default_root_dir) / self.artifact_root
+        datamodule = self._datamodule()
+        sources, references = datamodule.sources(stage), datamodule.references(stage)
+        translations = self.translations[stage]
+        shown = [i for i in self._samples if i in translations]
+        title = (f"{stage} translations, epoch {self.current_epoch}, step {self.global_step}: "
+                 f"{self._decoder_description()}")
+        files = [(_write(directory / "translations" / f"{name}.md",
+                         translation_table(title, shown, sources, references, translations)), "translations")]
+        if not fitting:  # a final score (test, eval.py): every hypothesis, in the split's order
+            text = "".join(translations[i] + "\n" for i in sorted(translations))
+            files.append((_write(directory / "translations" / f"{stage}_hypotheses.txt", text), "translations"))
+        subwords = self._vocabulary()
+        for index, (source, hypothesis, attention) in sorted(self._attention.items()):
+            path = directory / "attention" / f"{name}_sentence_{index:04d}.png"
+            plot_attention(attention, subwords.source_tokens(source), subwords.target_tokens(hypothesis), path,
+                           title=f"{stage} sentence {index}, epoch {self.current_epoch}")
+            files.append((path, "attention"))
+        for logger in self.trainer.loggers:
+            if not (hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact")):
+                continue
+            for key, value in self.signatures.items():
+                logger.experiment.set_tag(logger.run_id, key, value)
+            for path, folder in files:
+                logger.experiment.log_artifact(logger.run_id, str(path), str(Path(self.artifact_root) / folder))
+
+    def _decoder_description(self) -> str:
+        settings = self.hparams
+        decoder = "greedy" if settings.decode == "greedy" else \
+            f"beam search, beam {settings.beam_size}, length penalty α={settings.length_penalty}"
+        return f"{decoder}, at most ⌊{settings.max_len_a}·S + {settings.max_len_b}⌋ tokens"
+
+
+def translation_table(title: str, indices: Sequence[int], sources: Sequence[str], references: Sequence[str],
+                      hypotheses: dict[int, str]) -> str:
+    """A markdown table of source, reference and hypothesis for the sentences `indices` of a split."""
+    lines = [f"# {title}", "", "| # | source | reference | hypothesis |", "|---|---|---|---|"]
+    for i in indices:
+        cells = (sources[i], references[i], hypotheses[i])
+        lines.append(f"| {i} | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_attention(attention: torch.Tensor, source_tokens: Sequence[str], target_tokens: Sequence[str], path: Path,
+                   title: str) -> Path:
+    """Heatmap of a_t(s): one row per output token, one column per source token (eos included)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = max(len(target_tokens), 1), len(source_tokens)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.32 * columns, 1.2 + 0.32 * rows))
+    image = ax.imshow(attention.numpy() if len(target_tokens) else torch.zeros(1, columns).numpy(),
+                      cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(columns), source_tokens, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(target_tokens)), target_tokens, fontsize=8)
+    ax.set(xlabel="source", ylabel="hypothesis", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

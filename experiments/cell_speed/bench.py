@@ -64,7 +64,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    cpuinfo = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+               platform.processor() or platform.machine())
+    machine = {"cpu": cpu, "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     for name in args.sizes:
         size = SIZES[name]

@@ -55,7 +55,8 @@ def main(runs: Path, wall: int) -> None:
           f"verb, {data['train_tokens'] // 1000}k training tokens, bptt {data['bptt']}; {model['num_layers']} layer(s) "
           f"of {model['hidden_size']} units, embedding {model['embedding_size']}, dropout {model['dropout']}, "
           f"{cfg['optimizer']['_target_'].split('.')[-1]} lr {cfg['optimizer']['lr']}, clip "
-          f"{trainer['gradient_clip_val']}, {trainer['max_epochs']} epochs; test metrics from the best-val checkpoint).")
+          f"{trainer['gradient_clip_val']}, {trainer['max_epochs']} epochs; test metrics from the best-val "
+          "checkpoint).")
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
     cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
     print(f"Seeds {', '.join(map(str, seeds))}. Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}. "

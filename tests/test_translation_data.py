@@ -340,7 +340,8 @@ def test_synthetic_length_range_is_checked():
 
 
 def test_multi30k_splits_references_and_vocabulary_from_the_training_split(tmp_path):
-    data = Multi30kDataModule(root=str(MULTI30K), max_train_pairs=2000, vocab_size=2000, cache_dir=str(tmp_path))
+    data = Multi30kDataModule(root=str(MULTI30K), download=False, max_train_pairs=2000, vocab_size=2000,
+                              cache_dir=str(tmp_path))
     data.prepare_data()
     data.setup("fit")
     assert {split: data.filter_report[split]["available"] for split in ("train", "val", "test")} == {
@@ -362,7 +363,7 @@ def test_multi30k_splits_references_and_vocabulary_from_the_training_split(tmp_p
 
 
 def test_multi30k_direction_follows_the_languages(tmp_path):
-    data = Multi30kDataModule(root=str(MULTI30K), src_lang="en", tgt_lang="de", max_train_pairs=300,
+    data = Multi30kDataModule(root=str(MULTI30K), download=False, src_lang="en", tgt_lang="de", max_train_pairs=300,
                               max_eval_pairs=50, vocab_size=500, cache_dir=None)
     assert data.sources("val") == read_gz("val.en.gz")[:50]
     assert data.references("val") == read_gz("val.de.gz")[:50]

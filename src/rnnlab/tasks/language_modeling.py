@@ -31,7 +31,7 @@ from torchmetrics import MeanMetric
 from rnnlab.errors import check_options
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
-from rnnlab.tasks.optimization import configure_optimizers
+from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
 
 
 class LanguageModelingTask(L.LightningModule):
@@ -85,15 +85,10 @@ class LanguageModelingTask(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Lightning clips after this hook: this is the norm the clipping threshold is compared with
-        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+        log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # running average over the epoch so far: data loading and optimizer step included
-        elapsed = time.perf_counter() - self._epoch_start
-        self.log("train/tokens_per_s", self._epoch_tokens / elapsed, on_step=True, on_epoch=False)
+        log_tokens_per_s(self, self._epoch_tokens, self._epoch_start)
 
     # --- evaluation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

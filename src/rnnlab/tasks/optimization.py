@@ -1,10 +1,13 @@
-"""The optimizer and learning-rate schedule of a task, built from the `optimizer` and `scheduler` groups."""
+"""The optimizer and learning-rate schedule of a task (from the `optimizer` and `scheduler` groups), and the
+training telemetry every task logs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 from hydra.utils import instantiate
 
 
@@ -19,3 +22,17 @@ def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], sch
         schedule["total_steps"] = int(task.trainer.estimated_stepping_batches)
     return {"optimizer": built_optimizer,
             "lr_scheduler": {**scheduler, "scheduler": instantiate(schedule, optimizer=built_optimizer)}}
+
+
+def log_grad_norm(task: L.LightningModule) -> None:
+    """train/grad_norm, from on_before_optimizer_step: Lightning clips after that hook, so this is the
+    norm the clipping threshold is compared with."""
+    norms = [p.grad.detach().norm() for p in task.parameters() if p.grad is not None]
+    if norms:
+        task.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+
+
+def log_tokens_per_s(task: L.LightningModule, tokens: int, epoch_start: float) -> None:
+    """train/tokens_per_s: target tokens per second over the epoch so far, data loading and optimizer
+    step included."""
+    task.log("train/tokens_per_s", tokens / (time.perf_counter() - epoch_start), on_step=True, on_epoch=False)

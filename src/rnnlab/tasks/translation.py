@@ -59,7 +59,7 @@ from rnnlab.data.subwords import Subwords
 from rnnlab.data.translation import collate_pairs
 from rnnlab.errors import ConfigError, check_options
 from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.tasks.optimization import configure_optimizers
+from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
 
 log = logging.getLogger(__name__)
 
@@ -229,15 +229,10 @@ class TranslationTask(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Lightning clips after this hook: this is the norm the clipping threshold is compared with
-        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
+        log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        # target tokens per second, running over the epoch so far: data loading and optimizer step included
-        elapsed = time.perf_counter() - self._epoch_start
-        self.log("train/tokens_per_s", self._epoch_tokens / elapsed, on_step=True, on_epoch=False)
+        log_tokens_per_s(self, self._epoch_tokens, self._epoch_start)
 
     def configure_optimizers(self):
         return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

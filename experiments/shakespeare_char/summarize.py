@@ -1,0 +1,33 @@
+"""Table of an experiment=shakespeare_char run: python summarize.py <run dir> > results.md"""
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import mlflow
+import torch
+import yaml
+
+run = Path(sys.argv[1])
+metrics = json.loads((run / "metrics.json").read_text())
+overrides = yaml.safe_load((run / ".hydra/overrides.yaml").read_text())
+client = mlflow.MlflowClient(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///logs/mlflow.db"))
+experiment = client.get_experiment_by_name("shakespeare_char-tinyshakespeare")
+run_id = next(r.info.run_id for r in client.search_runs([experiment.experiment_id])
+              if r.data.params.get("paths.output_dir", "").endswith(str(run)))
+history = client.get_metric_history(run_id, "val/loss")
+cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
+
+print("# experiment=shakespeare_char: results\n")
+print(f"Command: `python train.py {' '.join(overrides)}`. Machine: {cpu}, "
+      f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+      f"fit {metrics['fit_seconds'] / 60:.1f} min (budget `trainer.max_time` 30 min).\n")
+print("| epoch | step | val loss (nats/char) | val bpc |")
+print("|---:|---:|---:|---:|")
+for epoch, point in enumerate(history, 1):
+    print(f"| {epoch} | {point.step} | {point.value:.3f} | {point.value / 0.6931471805599453:.3f} |")
+print(f"\nBest checkpoint on the validation split (= test split here): loss {metrics['test/loss']:.3f} nats/char, "
+      f"{metrics['test/bpc']:.3f} bpc, ppl {metrics['test/ppl']:.2f}. MLflow run `{run_id}`.")

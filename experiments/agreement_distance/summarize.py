@@ -2,12 +2,13 @@
 
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
 import yaml
+
+from rnnlab.tracking.run_info import cpu_model
 
 runs, wall = Path(sys.argv[1]), int(sys.argv[2])
 rows = []
@@ -23,8 +24,7 @@ print("# Agreement distance: RNN vs LSTM vs GRU on data=synthetic_lm\n")
 print("Command: `bash experiments/agreement_distance/run.sh` (seed 42; default model: 2 layers x 256, "
       "embedding 128, dropout 0.1, Adam 2e-3, clip 0.5, bptt 64, batch 32, 300k training tokens, 6 epochs; "
       "metrics from the best-val checkpoint on the test split).")
-cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), platform.machine())
+cpu = cpu_model()
 print(f"Machine: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}. "
       f"Total wall time {wall // 60} min {wall % 60} s (other work shared the machine, so fit s is indicative).\n")
 print("**which-verb excess** = `test/agreement/choice_excess`: −log p(verb | a verb comes) minus its Bayes "

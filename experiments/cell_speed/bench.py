@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
+from rnnlab.tracking.run_info import cpu_model
 
 SIZES = {"word": dict(batch=20, bptt=35, hidden=200, vocab=10_000, steps=60),
          "char": dict(batch=64, bptt=100, hidden=512, vocab=65, steps=12)}
@@ -64,10 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cpuinfo = open("/proc/cpuinfo").read().splitlines() if os.path.exists("/proc/cpuinfo") else []
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-               platform.processor() or platform.machine())
-    machine = {"cpu": cpu, "cores": os.cpu_count(),
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(),
                "threads": torch.get_num_threads(), "torch": torch.__version__}
     for name in args.sizes:
         size = SIZES[name]

@@ -2,13 +2,14 @@
 
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 import mlflow
 import torch
 import yaml
+
+from rnnlab.tracking.run_info import cpu_model
 
 run = Path(sys.argv[1])
 metrics = json.loads((run / "metrics.json").read_text())
@@ -18,8 +19,7 @@ experiment = client.get_experiment_by_name("shakespeare_char-tinyshakespeare")
 run_id = next(r.info.run_id for r in client.search_runs([experiment.experiment_id])
               if r.data.params.get("paths.output_dir", "").endswith(str(run)))
 history = client.get_metric_history(run_id, "val/loss")
-cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
+cpu = cpu_model()
 
 print("# experiment=shakespeare_char: results\n")
 print(f"Command: `python train.py {' '.join(overrides)}`. Machine: {cpu}, "

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rnnlab.data.synthetic_lm import SyntheticLMDataModule  # noqa: E402
 from rnnlab.models import RNNLanguageModel  # noqa: E402
 from rnnlab.nn import detach_state  # noqa: E402
+from rnnlab.tracking.run_info import cpu_model  # noqa: E402
 
 
 def clocks() -> tuple[float, float]:
@@ -95,16 +95,6 @@ def raw_tokens_per_s(args, datamodule: SyntheticLMDataModule, model_cfg: dict) -
         if step + 1 == args.warmup + args.steps:
             break
     return tuple(tokens / (stop - begin) for begin, stop in zip(start, clocks()))
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 from collections import defaultdict
@@ -19,6 +18,8 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from rnnlab.tracking.run_info import cpu_model
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["rnn", "rnn_relu", "leaky_rnn", "skip_rnn", "lstm", "gru"]
@@ -57,8 +58,7 @@ def main(runs: Path, wall: int) -> None:
           f"{cfg['optimizer']['_target_'].split('.')[-1]} lr {cfg['optimizer']['lr']}, clip "
           f"{trainer['gradient_clip_val']}, {trainer['max_epochs']} epochs; test metrics from the best-val "
           "checkpoint).")
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), platform.machine())
+    cpu = cpu_model()
     print(f"Seeds {', '.join(map(str, seeds))}. Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}. "
           f"Total wall time {wall // 60} min {wall % 60} s (the machine was shared: fit s is indicative).\n")
     print("Columns: mean ± std over seeds. **gap** = test ppl / Bayes-optimal ppl − 1. **agreement acc d a–b** = "

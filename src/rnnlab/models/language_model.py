@@ -3,6 +3,9 @@
     e_t = dropout(E x_t)                      embedding (V → embedding_size)
     h_t = recurrent stack(e_t, h_{t-1})        rnn | lstm | gru, num_layers deep
     logits_t = W_o · dropout(h_t) + b_o        W_o = E when tie_weights (Press & Wolf, 2017)
+
+locked_dropout: the three dropouts (embeddings, between layers, outputs) draw one mask per sequence
+instead of one per step (variational dropout, rnnlab/nn/dropout.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.nn import CELLS, RecurrentState, recurrent_layer
+from rnnlab.nn.dropout import make_dropout
 from rnnlab.nn.recurrent import NONLINEARITIES
 
 
@@ -20,7 +24,7 @@ class RNNLanguageModel(nn.Module):
                  bidirectional: bool = False, tie_weights: bool = False, nonlinearity: str = "tanh",
                  forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                 skip: int | None = None):
+                 skip: int | None = None, locked_dropout: bool = False):
         super().__init__()
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
                            num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity)
@@ -32,12 +36,12 @@ class RNNLanguageModel(nn.Module):
             raise ConfigError(f"model.tie_weights=true needs model.embedding_size == model.hidden_size, got "
                               f"{embedding_size} and {hidden_size}; set them equal or tie_weights=false")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = make_dropout(dropout, locked_dropout)
         try:
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
                                        nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend,
                                        learn_initial_state=learn_initial_state, gru_form=gru_form, leak=leak,
-                                       learn_leak=learn_leak, skip=skip)
+                                       learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout)
         except ValueError as error:  # the layer names its argument; here it is a model.* key
             raise ConfigError(f"model.{error}") from None
         self.decoder = nn.Linear(hidden_size, vocab_size)

@@ -80,8 +80,13 @@ class Seq2Seq(nn.Module):
                  teacher_forcing: float = 1.0, attention: dict | None = None, backend: str = "fused",
                  nonlinearity: str = "tanh", forget_bias: float | None = None, gru_form: str | None = None,
                  leak: float | None = None, learn_leak: bool = False, learn_initial_state: bool = False,
-                 skip: int | None = None):
+                 skip: int | None = None, locked_dropout: bool = False):
         super().__init__()
+        if locked_dropout:
+            # the decoder runs one step per call while decoding: a per-sequence mask would need threading
+            # through every step; not built (yet) for translation
+            raise ConfigError("model.locked_dropout=true is implemented for task=lm only; set "
+                              "model.locked_dropout=false for task=translation")
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
                            num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity)
         encoder_hidden_size = hidden_size if encoder_hidden_size is None else encoder_hidden_size

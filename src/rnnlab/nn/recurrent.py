@@ -18,12 +18,16 @@ state of finished sequences and reverses each sequence within its own length.
 
 from __future__ import annotations
 
+import functools
+import re
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.bptt import LSTMSequence
 from rnnlab.nn.cells import Cell, LSTMCell, make_cell
+from rnnlab.nn.dropout import make_dropout
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -37,10 +41,11 @@ class Recurrent(nn.Module):
     """Shared by both backends: sizes, the learned initial state, inter-layer dropout setting."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float,
-                 bidirectional: bool, learn_initial_state: bool):
+                 bidirectional: bool, learn_initial_state: bool, locked_dropout: bool = False):
         super().__init__()
         self.cell, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.dropout, self.bidirectional = num_layers, dropout, bidirectional
+        self.locked_dropout = locked_dropout
         self.directions = 2 if bidirectional else 1
         self.output_size = self.directions * hidden_size
         shape = (num_layers * self.directions, 1, hidden_size)
@@ -60,11 +65,16 @@ class FusedRecurrent(Recurrent):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
                  bidirectional: bool = False, nonlinearity: str = "tanh", forget_bias: float | None = None,
-                 learn_initial_state: bool = False):
-        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state)
+                 learn_initial_state: bool = False, locked_dropout: bool = False):
+        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state,
+                         locked_dropout)
+        # torch's kernel drops between layers with a fresh mask per step; a locked mask needs the layers
+        # run one at a time (same parameters, see _forward_layerwise)
+        self.layerwise = locked_dropout and num_layers > 1 and dropout > 0
         kwargs = dict(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                       # torch warns on inter-layer dropout with one layer: there is no "between"
-                      dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional, batch_first=True)
+                      dropout=dropout if num_layers > 1 and not self.layerwise else 0.0,
+                      bidirectional=bidirectional, batch_first=True)
         if cell == "rnn":
             self.module = nn.RNN(nonlinearity=nonlinearity, **kwargs)
         elif cell == "gru":
@@ -77,28 +87,65 @@ class FusedRecurrent(Recurrent):
                         if name.startswith("bias_"):
                             # torch stacks the gates (i, f, g, o); b_ih + b_hh is the effective b_f
                             bias[hidden_size : 2 * hidden_size] = forget_bias if name.startswith("bias_ih") else 0
+        if self.layerwise:
+            # one-layer modules of the same kind (first layer, upper layers), run with each layer's parameters
+            # in turn; kept out of the module tree: their own parameters are never used, trained or saved
+            one_layer = {**kwargs, "num_layers": 1, "dropout": 0.0, **({"nonlinearity": nonlinearity}
+                                                                         if cell == "rnn" else {})}
+            kind = type(self.module)
+            self.__dict__["_templates"] = (kind(**one_layer), kind(**{**one_layer, "input_size": self.output_size}))
+            self.inter_layer_dropout = make_dropout(dropout, locked=True)
 
     def forward(self, inputs, state=None, lengths=None):
         if state is None:
             state = self.initial_state(inputs.size(0))
-        if lengths is None:
-            return self.module(inputs, state)
-        packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, final = self.module(packed, state)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))
-        return outputs, final
+        if self.layerwise and self.training:  # in eval mode nothing is dropped: the fused kernel computes the same
+            return self._forward_layerwise(inputs, state, lengths)
+        return _run_packed(self.module, inputs, state, lengths)
+
+    def _forward_layerwise(self, inputs, state, lengths):
+        lstm, D = self.cell == "lstm", self.directions
+        finals, layer_input = [], inputs
+        for layer in range(self.num_layers):
+            if layer > 0:
+                layer_input = self.inter_layer_dropout(layer_input)
+            # torch names layer k's parameters weight_ih_l{k}[_reverse], ...; the template's are ..._l0
+            suffix = re.compile(rf"_l{layer}(_reverse)?$")
+            weights = {suffix.sub(lambda m: "_l0" + (m.group(1) or ""), name): value
+                       for name, value in self.module.named_parameters() if suffix.search(name)}
+            rows = slice(layer * D, (layer + 1) * D)
+            initial = None if state is None else (tuple(s[rows] for s in state) if lstm else state[rows])
+            template = self._templates[min(layer, 1)]
+            one_layer = functools.partial(torch.func.functional_call, template, weights)
+            layer_input, final = _run_packed(lambda x, h, f=one_layer: f((x, h)), layer_input, initial, lengths)
+            finals.append(final)
+        if lstm:
+            return layer_input, (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals]))
+        return layer_input, torch.cat(finals)
+
+
+def _run_packed(module, inputs, state, lengths):
+    """module(inputs, state), packing a padded batch so padding never reaches a state."""
+    if lengths is None:
+        return module(inputs, state)
+    packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    outputs, final = module(packed, state)
+    outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=inputs.size(1))
+    return outputs, final
 
 
 class ScratchRecurrent(Recurrent):
     """Layers × directions of rnnlab.nn.cells, unrolled in Python."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 bidirectional: bool = False, learn_initial_state: bool = False, **cell_options):
-        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state)
+                 bidirectional: bool = False, learn_initial_state: bool = False, locked_dropout: bool = False,
+                 **cell_options):
+        super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state,
+                         locked_dropout)
         self.cells = nn.ModuleList(
             make_cell(cell, input_size if layer == 0 else self.output_size, hidden_size, **cell_options)
             for layer in range(num_layers) for _ in range(self.directions))
-        self.inter_layer_dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
+        self.inter_layer_dropout = make_dropout(dropout if num_layers > 1 else 0.0, locked_dropout)
         # set to a list to record every step's h_t per cell (layer·D + direction) in the graph, for
         # gradient-through-time diagnostics: trace[index][t] is a tensor whose .grad can be asked for
         self.trace: list[list[torch.Tensor]] | None = None
@@ -193,9 +240,10 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
                     dropout: float = 0.0, bidirectional: bool = False, nonlinearity: str = "tanh",
                     forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
                     gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                    skip: int | None = None) -> Recurrent:
+                    skip: int | None = None, locked_dropout: bool = False) -> Recurrent:
     """A batch-first multi-layer recurrent stack; `dropout` applies between layers.
 
+    locked_dropout: one dropout mask per sequence between layers (rnnlab.nn.dropout) instead of one per step.
     forget_bias (lstm only): initial b_f of every layer and direction, so f_t starts near
     sigmoid(b_f) and the cell state is kept by default (Gers et al. 2000; Jozefowicz et al. 2015
     recommend 1). None keeps torch's uniform initialisation, which centres b_f on 0 (f_t ≈ 0.5).
@@ -216,7 +264,8 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
     if gru_form is not None and cell != "gru":
         raise ValueError(f"gru_form applies to gru only, not {cell}")
     common = dict(cell=cell, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-                  dropout=dropout, bidirectional=bidirectional, learn_initial_state=learn_initial_state)
+                  dropout=dropout, bidirectional=bidirectional, learn_initial_state=learn_initial_state,
+                  locked_dropout=locked_dropout)
     if backend == "fused":
         for key, value in {**scratch_only, "gru_form": None if gru_form in (None, "torch") else gru_form}.items():
             if value is not None:

@@ -55,3 +55,24 @@ def test_data_and_model_instantiate(make_cfg):
         model = RNNLanguageModel(datamodule.vocab_size, **OmegaConf.to_container(cfg.model))
         logits, _ = model(torch.zeros(2, 5, dtype=torch.long))
         assert logits.shape == (2, 5, datamodule.vocab_size)
+
+
+def test_ptb_small_makes_zarembas_updates(make_cfg):
+    """experiment=ptb_small: lr 1 on a loss summed over 35 steps is lr 35 on our per-token mean, the norm clip
+    5 becomes 5/35, and the lr is halved every epoch after the 4th (13 epochs)."""
+    from rnnlab.tasks.optimization import configure_optimizers
+
+    cfg = make_cfg("experiment=ptb_small", tiny=False)
+    model = cfg.model
+    assert (model.num_layers, model.hidden_size, model.embedding_size, model.dropout) == (2, 200, 200, 0)
+    assert (cfg.data.batch_size, cfg.data.bptt, cfg.trainer.max_epochs) == (20, 35, 13)
+    assert cfg.trainer.gradient_clip_val * cfg.data.bptt == pytest.approx(5, rel=1e-5)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    built = configure_optimizers(torch.nn.Linear(2, 2), plain["optimizer"], plain["scheduler"])
+    optimizer, schedule = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(13):
+        lrs.append(optimizer.param_groups[0]["lr"] / cfg.data.bptt)
+        optimizer.step()
+        schedule.step()
+    assert lrs == pytest.approx([1, 1, 1, 1] + [0.5 ** k for k in range(1, 10)])

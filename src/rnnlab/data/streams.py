@@ -3,16 +3,24 @@
 A split is a (B, L) matrix: B parallel streams read left to right. Window i covers columns
 [i·bptt, (i+1)·bptt) as inputs and the same columns shifted by one as targets, so consecutive
 windows continue each stream and a task may carry its hidden state from one to the next.
+
+Under DDP with N processes each reads a contiguous B/N of the rows through the same windows
+(`BPTTWindows.shard`), so every process takes the same number of steps and carries the state of its
+own rows, and together they read exactly the tokens one process would: B (data.batch_size,
+data.eval_batch_size) is the batch of all processes together and must divide by N.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lightning.pytorch as L
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
+from rnnlab.errors import ConfigError
 
 
 def batchify(stream: torch.Tensor, num_streams: int) -> torch.Tensor:
@@ -63,6 +71,14 @@ class BPTTWindows(Dataset):
     def __len__(self) -> int:
         return math.ceil((self.tokens.size(1) - 1) / self.bptt)
 
+    def shard(self, rank: int, parts: int) -> BPTTWindows:
+        """Rows [rank·B/parts, (rank+1)·B/parts) through the same windows: one DDP process's streams."""
+        rows = self.tokens.size(0) // parts
+        take = slice(rank * rows, (rank + 1) * rows)
+        groups = {name: replace(group, mask=group.mask[take]) for name, group in self.groups.items()}
+        optimal_nll = None if self.optimal_nll is None else self.optimal_nll[take]
+        return BPTTWindows(self.tokens[take], self.bptt, optimal_nll, groups)
+
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         if not 0 <= i < len(self):
             raise IndexError(i)
@@ -84,20 +100,31 @@ class BPTTWindows(Dataset):
 
 def window_loader(windows: BPTTWindows) -> DataLoader:
     # Items are already batches; order matters (hidden state is carried), so never shuffle.
-    return DataLoader(windows, batch_size=None, shuffle=False)
+    return ResumableLoader(windows, batch_size=None, shuffle=False)
 
 
-class StreamDataModule(L.LightningDataModule):
+class StreamDataModule(ResumableTrainData, L.LightningDataModule):
     """Base of the language-modelling data modules: `setup` fills `splits` with BPTTWindows for
-    "train", "val" and "test"; this serves them in order."""
+    "train", "val" and "test"; this serves them in order, under DDP each process its own rows."""
 
     splits: dict[str, BPTTWindows]
 
     def train_dataloader(self):
-        return window_loader(self.splits["train"])
+        return self.resumed(self._loader("train", "batch_size"))  # mid-epoch after a resume
 
     def val_dataloader(self):
-        return window_loader(self.splits["val"])
+        return self._loader("val", "eval_batch_size")
 
     def test_dataloader(self):
-        return window_loader(self.splits["test"])
+        return self._loader("test", "eval_batch_size")
+
+    def _loader(self, split: str, key: str) -> DataLoader:
+        windows, trainer = self.splits[split], self.trainer
+        processes = trainer.world_size if trainer is not None else 1
+        if processes > 1:
+            rows = windows.tokens.size(0)
+            if rows % processes:
+                raise ConfigError(f"data.{key}={rows} streams cannot be shared evenly by {processes} processes: "
+                                  f"make data.{key} a multiple of {processes}")
+            windows = windows.shard(trainer.global_rank, processes)
+        return window_loader(windows)

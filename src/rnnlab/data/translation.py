@@ -26,6 +26,12 @@ shuffled. A batch holds at most `batch_size` pairs and, when `max_tokens` is set
 The order depends only on (seed, epoch), so runs repeat exactly. Validation and test batches
 hold `eval_batch_size` pairs in a fixed order sorted by source length (longest first: less padding
 for beam search, and the largest batch comes first); match hypotheses to references by `index`.
+
+Under DDP (N processes) every process builds the same batches and takes every N-th of them, so all
+take the same number of steps, with or without `max_tokens`, and no pair is served twice: in
+training an optimizer step averages N batches (the epoch's last len % N batches are left out, others
+each epoch); in evaluation the largest batches are halved until their number divides by N, so every
+pair is evaluated exactly once.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from rnnlab.data.download import DataError
+from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.data.subwords import BOS_ID, EOS_ID, PAD_ID, Subwords, SubwordSettings
 from rnnlab.errors import ConfigError
 
@@ -140,8 +147,8 @@ def collate_pairs(pairs: Sequence[tuple[int, list[int], list[int]]]) -> dict[str
 class EpochShuffle(RandomSampler):
     """A new permutation each epoch, a function of (seed, epoch) only: runs and resumed runs repeat.
 
-    Lightning calls `set_epoch` before every training epoch (as for a DistributedSampler, which
-    replaces this one under DDP and has the same `seed` and `epoch` attributes).
+    Lightning calls `set_epoch` before every training epoch. Under DDP every process draws the same
+    permutation and LengthBucketSampler gives each its share of the batches cut from it.
     """
 
     def __init__(self, data_source: Dataset, seed: int = 0):
@@ -164,21 +171,33 @@ class LengthBucketSampler(BatchSampler):
     shuffle=False (evaluation): one fixed order, longest first, cut into batches.
     A batch closes before it would exceed `batch_size` pairs or, if set, `max_tokens` padded tokens.
 
-    It subclasses BatchSampler and takes `sampler` so Lightning can swap in a DistributedSampler
-    under DDP; each process then batches its own shard.
+    num_replicas, rank: under DDP this process's share, the same number of batches for every rank
+    (the module docstring says how); the sampler must give every rank the same order.
     """
 
     def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False, *,
-                 lengths: np.ndarray, max_tokens: int | None = None, shuffle: bool = True):
+                 lengths: np.ndarray, max_tokens: int | None = None, shuffle: bool = True,
+                 num_replicas: int = 1, rank: int = 0):
         super().__init__(sampler, batch_size, drop_last)
         self.lengths, self.max_tokens, self.shuffle = lengths, max_tokens, shuffle
+        self.num_replicas, self.rank = num_replicas, rank
 
     def batches(self) -> list[list[int]]:
+        """This process's batches."""
+        every = self._all_batches()
+        if not self.shuffle:
+            return _halve_until_divisible(every, self.num_replicas)[self.rank:: self.num_replicas]
+        if len(every) < self.num_replicas:
+            raise ConfigError(f"{len(self.lengths)} training pairs make {len(every)} batches, fewer than the "
+                              f"{self.num_replicas} processes: lower data.batch_size (or data.max_tokens)")
+        return every[self.rank: len(every) - len(every) % self.num_replicas: self.num_replicas]
+
+    def _all_batches(self) -> list[list[int]]:
+        """The batches of all processes."""
         order = np.fromiter(iter(self.sampler), dtype=np.int64)
         if not self.shuffle:
             # stable: equal lengths keep the sampler's (index) order
             return self._cut(order[np.argsort(-self.lengths[order], kind="stable")])
-        self._refuse_uneven_ddp_batches()
         chunk = CHUNK_BATCHES * self.batch_size
         batches = []
         for start in range(0, len(order), chunk):
@@ -202,13 +221,6 @@ class LengthBucketSampler(BatchSampler):
             batches.append(current)
         return batches
 
-    def _refuse_uneven_ddp_batches(self) -> None:
-        # processes must take the same number of steps; a token budget gives each shard its own count
-        if (self.max_tokens is not None and torch.distributed.is_available() and torch.distributed.is_initialized()
-                and torch.distributed.get_world_size() > 1):
-            raise ConfigError(f"data.max_tokens={self.max_tokens} cannot be used with several processes (DDP): "
-                              "their batch counts would differ; set data.max_tokens=null and use data.batch_size")
-
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()
 
@@ -219,6 +231,20 @@ class LengthBucketSampler(BatchSampler):
 # -- the data module ----------------------------------------------------------------------------
 
 
+def _halve_until_divisible(batches: list[list[int]], parts: int) -> list[list[int]]:
+    """The batches, the largest halved (in place, so the order stays) until their number divides by parts."""
+    batches = list(batches)
+    while len(batches) % parts:
+        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
+        batch = batches[largest]
+        if len(batch) < 2:
+            raise ConfigError(f"{sum(map(len, batches))} evaluation pairs cannot give {parts} processes the same "
+                              f"number of batches: evaluate more pairs (data.max_eval_pairs) or use fewer processes")
+        half = (len(batch) + 1) // 2
+        batches[largest: largest + 1] = [batch[:half], batch[half:]]
+    return batches
+
+
 def _check_positive(key: str, value: object, optional: bool = False) -> None:
     if optional and value is None:
         return
@@ -227,7 +253,7 @@ def _check_positive(key: str, value: object, optional: bool = False) -> None:
         raise ConfigError(f"data.{key}={value} is invalid: must be {allowed}")
 
 
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
     """Subword-tokenized, length-bucketed parallel text; subclasses supply the raw pairs.
 
     Subclasses implement `load_splits()` (download and read, or generate) and pass their other
@@ -313,8 +339,9 @@ class TranslationDataModule(L.LightningDataModule):
         if self.trainer is not None:  # a resumed run continues the epochs' sequence of orders
             shuffle.set_epoch(self.trainer.current_epoch)
         batches = LengthBucketSampler(shuffle, self.batch_size, lengths=dataset.padded_lengths(),
-                                      max_tokens=self.max_tokens, shuffle=True)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs)
+                                      max_tokens=self.max_tokens, shuffle=True, **self._replicas())
+        # mid-epoch after a resume
+        return self.resumed(ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -326,8 +353,13 @@ class TranslationDataModule(L.LightningDataModule):
         dataset = self._dataset(split)
         lengths = np.array([len(source) for source in dataset.source_ids], dtype=np.int64)
         batches = LengthBucketSampler(SequentialSampler(dataset), self.eval_batch_size, lengths=lengths,
-                                      shuffle=False)
-        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs)
+                                      shuffle=False, **self._replicas())
+        return ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs)
+
+    def _replicas(self) -> dict[str, int]:
+        """This process's place among the DDP processes (the trainer's use_distributed_sampler is off)."""
+        trainer = self.trainer
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
 
     # -- what tasks and entry scripts use -------------------------------------------------------
 

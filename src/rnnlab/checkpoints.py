@@ -40,16 +40,11 @@ def resolve_checkpoint(ckpt: str | None, tracking_uri: str | None, download_dir:
 
 
 def read_checkpoint(path: Path, ckpt: str, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint's dict (hyper_parameters, state_dict, ...), or a ConfigError naming the file."""
-    try:  # a checkpoint train.py wrote: trusted, so the full unpickler (its hyperparameters are plain dicts)
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except Exception as error:  # not a torch file at all: say which file, not where torch failed
-        raise ConfigError(f"ckpt={ckpt}: {path} is not a checkpoint torch can read ({error}); give a .ckpt file "
-                          f"that train.py wrote") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"ckpt={ckpt}: {path} holds no model weights (state_dict); give a .ckpt file that "
-                          f"train.py wrote")
-    return checkpoint
+    """The checkpoint's dict (hyper_parameters, state_dict, ...) read as plain data (weights_only=True), or a
+    ConfigError naming the file and what is wrong with it."""
+    from rnnlab import checkpoint_io  # Lightning's, which train.py's start need not import
+
+    return checkpoint_io.load(path, f"ckpt={ckpt}", device)
 
 
 def _download_best_checkpoint(run_id: str, tracking_uri: str | None, download_dir: Path) -> Path:
@@ -60,10 +55,7 @@ def _download_best_checkpoint(run_id: str, tracking_uri: str | None, download_di
     from rnnlab.tracking import mlflow_store
 
     tracking_uri = tracking_uri or mlflow.get_tracking_uri()
-    db = mlflow_store.sqlite_path(tracking_uri)
-    if db is not None and not db.is_file():
-        raise ConfigError(f"ckpt={run_id}: there is no MLflow store at {db}; set tracking_uri (or "
-                          f"MLFLOW_TRACKING_URI) to the store the run was logged to")
+    mlflow_store.require_store(tracking_uri, f"ckpt={run_id}")
     client = mlflow.MlflowClient(tracking_uri)
     try:
         client.get_run(run_id)

@@ -1,4 +1,4 @@
-"""The one exception type that means "the user asked for something invalid", and a check for it."""
+"""The exception types entry scripts answer with one line instead of a stack trace, and a check for options."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ class ConfigError(ValueError):
 
     Entry scripts print it without a stack trace and exit with status 2.
     """
+
+
+class TrainingStopped(RuntimeError):
+    """Training cannot go on (a non-finite loss, a checkpoint that cannot be written). Its message is one
+    line: what happened, what was kept, what to do. train.py prints it and exits with status 1."""
 
 
 def check_options(target: Callable, options: Iterable[str], group: str, ignore: Iterable[str] = ()) -> None:

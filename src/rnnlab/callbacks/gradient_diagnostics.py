@@ -29,6 +29,7 @@ from pathlib import Path
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.seed import isolate_rng
 
 from rnnlab.nn.recurrent import FusedRecurrent, ScratchRecurrent, copy_fused_weights, recurrent_layer
 
@@ -92,6 +93,14 @@ class GradientDiagnostics(L.Callback):
         self.batch: dict[str, torch.Tensor] | None = None
         self.curves: dict[int, list[float]] = {}  # epoch → g_1..g_T
 
+    # the curves of earlier epochs survive a resume (they are plotted together)
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["gradients_through_time"] = self.curves
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if "gradients_through_time" in checkpoint and trainer.state.fn == "fit":  # not test's best checkpoint
+            self.curves = dict(checkpoint["gradients_through_time"])
+
     def _supported(self, pl_module) -> bool:
         model = getattr(pl_module, "model", None)
         return all(hasattr(model, name) for name in ("embedding", "rnn", "decoder"))
@@ -106,7 +115,8 @@ class GradientDiagnostics(L.Callback):
             self.batch = next(iter(trainer.datamodule.val_dataloader()))
         inputs = self.batch["inputs"].to(pl_module.device)
         targets = self.batch["targets"].to(pl_module.device)
-        curve = gradient_through_time(pl_module.model, inputs, targets)
+        with isolate_rng():  # building the twin draws initial weights: keep training's random stream as it was
+            curve = gradient_through_time(pl_module.model, inputs, targets)
         self.curves[epoch] = curve.tolist()
         metrics = {"diag/grad_h_first": curve[0], "diag/grad_h_last": curve[-1],
                    "diag/grad_ratio": curve[0] / curve[-1].clamp_min(1e-30)}

@@ -11,7 +11,7 @@ ARGS ?=
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all bench ui lint clean
+.PHONY: help install train test test-all bench report ui sync lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -38,10 +38,18 @@ bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells; JSO
 	$(BIN)/python experiments/throughput/bench.py $(ARGS)
 	$(BIN)/python experiments/cell_speed/bench.py
 
+report: install  ## compare runs: table + plots per configuration (ARGS="<experiment | parent run id> [--group-by ...]")
+	$(BIN)/python report.py $(ARGS)
+
 ui: install  ## serve the MLflow UI on http://127.0.0.1:$(PORT) over logs/mlflow.db
 	@mkdir -p logs
+	@# the job runner (GenAI evaluation jobs: 7 extra worker processes) serves nothing rnnlab logs
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
 	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/logs/mlflow.db}" \
 		--host 127.0.0.1 --port $(PORT)
+
+sync: install  ## send what runs kept while the MLflow server was unreachable (ARGS=<run dir>; default logs/)
+	$(BIN)/python -m rnnlab.tracking.sync $(ARGS)
 
 lint: install  ## ruff over the package, scripts and tests
 	$(BIN)/ruff check src tests experiments *.py

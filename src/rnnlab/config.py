@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import torch
@@ -17,8 +18,18 @@ def project_root() -> Path:
     return candidate if (candidate / "conf").is_dir() else Path.cwd()
 
 
+def local_artifacts(tracking_uri: str, path: str) -> str | None:
+    """conf/logger/mlflow.yaml's artifact_location: `path` beside a local store; for a tracking server
+    (http://...) None, its own default, which every client can reach, unlike a path on this machine."""
+    from rnnlab.tracking.remote import is_remote
+
+    return None if is_remote(tracking_uri) else path
+
+
 if not OmegaConf.has_resolver("project_root"):
     OmegaConf.register_new_resolver("project_root", lambda: str(project_root()))
+if not OmegaConf.has_resolver("local_artifacts"):
+    OmegaConf.register_new_resolver("local_artifacts", local_artifacts)
 
 
 def check(cfg: DictConfig) -> None:
@@ -34,13 +45,7 @@ def check(cfg: DictConfig) -> None:
     except Exception as error:  # torch's message, e.g. "Invalid beta parameter at index 0: 1.5"
         raise ConfigError(f"optimizer={optimizer_class.__name__} rejects its settings: "
                           f"{error.__cause__ or error}") from None
-    trainer = cfg.trainer
-    accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError("trainer.accelerator=gpu but no CUDA device is visible "
-                          "(torch.cuda.is_available() is False): use hardware=cpu or hardware=ddp_cpu")
-    if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator=mps but MPS is not available here: use hardware=cpu")
+    trainer = cfg.trainer  # accelerator, precision and the rest of `hardware=`: rnnlab.hardware.check
     for key in ("max_epochs", "max_steps"):
         value = trainer.get(key)
         if value is not None and value != -1 and (not isinstance(value, int) or value < 1):
@@ -52,3 +57,15 @@ def check(cfg: DictConfig) -> None:
     if algorithm is not None and algorithm not in ("norm", "value"):
         raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm} is invalid: norm (rescale the global "
                           "gradient norm to at most gradient_clip_val) or value (clamp each entry)")
+
+
+def check_writable(directory: Path, key: str) -> None:
+    """ConfigError unless files can be created in `directory` (created if missing): fail before training, not at
+    its first checkpoint."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{key}={directory} is not writable: {error.strerror or error}; choose a directory you "
+                          f"can write to, or fix its permissions") from None

@@ -18,9 +18,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import config
+from rnnlab import checkpoint_io, config, hardware, resume
+from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
-from rnnlab.tracking import mlflow_store
+from rnnlab.tracking import mlflow_store, sweep
 from rnnlab.tracking.run_info import CurveRecorder, flatten, resolved_yaml, run_tags, write_metrics
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,11 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
     """Fit and test as configured; extra_callbacks join the configured ones (benchmarks use this)."""
     config.check(cfg)
+    hardware.check(cfg)
+    config.check_writable(Path(cfg.paths.output_dir), "paths.output_dir")  # not at the first checkpoint
     _quiet_third_party_logging()
+    if OmegaConf.select(cfg, "logger.mlflow"):  # before any data is built: a tracking server that does not answer
+        mlflow_store.ensure_store(tracking_uri(cfg))
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
@@ -43,18 +48,23 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
     task = task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
                       scheduler=plain.get("scheduler"), **task_kwargs)
+    store = tracking_uri(cfg) if OmegaConf.select(cfg, "logger.mlflow") else None
+    resumed = resume.prepare(cfg, task, store)  # resume=: the checkpoint and MLflow run this run continues
+    hardware.compile_model(task, cfg)
 
     output_dir = Path(cfg.paths.output_dir)
     curves = CurveRecorder()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [curves, *extra_callbacks]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks += [curves, RandomState(), hardware.ProcessReport(cfg), *extra_callbacks]
+    # a sweep's job (train.py -m) logs into the sweep's experiment as a child of its parent run
+    loggers = [instantiate(c, **sweep.child_run_kwargs(c), **resume.logger_kwargs(c, resumed))
+               for c in (cfg.get("logger") or {}).values() if c]
     mlflow_logger = next((lg for lg in loggers if isinstance(lg, MLFlowLogger)), None)
-    if mlflow_logger is not None:
-        mlflow_store.ensure_store(tracking_uri(cfg))
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         log.info("no logger configured: the lr_monitor callback has nothing to log to and is skipped")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                     plugins=checkpoint_io.trainer_plugins(cfg.trainer))
 
     if mlflow_logger is not None and trainer.is_global_zero:
         hydra = HydraConfig.get() if HydraConfig.initialized() else None
@@ -62,22 +72,28 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         overrides = list(hydra.overrides.task) if hydra else []
         for key, value in run_tags(choices, overrides, Path(cfg.paths.root_dir)).items():
             mlflow_logger.experiment.set_tag(mlflow_logger.run_id, key, value)
-        mlflow_logger.log_hyperparams(flatten(plain))
+        if resumed is None:
+            mlflow_logger.log_hyperparams(flatten(plain))
+        else:  # the same MLflow run goes on
+            resume.continue_run(mlflow_logger, resumed, flatten(plain))
         mlflow_logger.experiment.log_text(mlflow_logger.run_id, resolved_yaml(cfg), "config.yaml")
 
+    if trainer.is_global_zero:
+        resume.record(output_dir, cfg, mlflow_logger, store)  # run.json: how resume= finds this run
     started = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resumed and resumed.checkpoint, weights_only=True)
     fit_seconds = time.perf_counter() - started
     metrics = _scalars(trainer.callback_metrics)
     if cfg.get("test", True) and not trainer.fast_dev_run:
         best = _best_checkpoint(trainer)
-        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False, weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
     metrics["fit_seconds"] = round(fit_seconds, 2)
 
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_metrics(output_dir / "metrics.json", metrics)
+        resume.record(output_dir, cfg, mlflow_logger, store, finished=True)
         plot = curves.plot(output_dir / "loss_curve.png", title=f"{cfg.task_name}: {cfg.run_name}")
         if mlflow_logger is not None:
             run = mlflow_logger.experiment
@@ -137,8 +153,7 @@ def _scalars(callback_metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    return callback.best_model_path or None if callback is not None else None
+    return getattr(trainer.checkpoint_callback, "best_model_path", None) or None
 
 
 def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, output_dir: Path,
@@ -154,4 +169,8 @@ def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, outpu
     if mlflow_logger is not None:
         lines.append(f"mlflow run id:  {mlflow_logger.run_id}  (experiment {cfg.logger.mlflow.experiment_name!r})")
         lines.append(f"browse runs:    make ui   (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
+        journal = getattr(mlflow_logger, "journal", None)  # what the tracking server missed while unreachable
+        if journal is not None and journal.pending():
+            lines.append(f"not in MLflow:  {journal.pending()} records, kept in {journal.folder}: "
+                         f"make sync ARGS={journal.folder}")
     print("\n".join(lines), flush=True)

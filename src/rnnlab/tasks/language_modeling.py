@@ -20,18 +20,19 @@ At character level (the tokenizer's level is "char") `*/bpc` = `*/loss` / ln 2, 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
+from rnnlab import distributed
 from rnnlab.errors import check_options
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
 from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
+from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 
 
 class LanguageModelingTask(L.LightningModule):
@@ -47,9 +48,10 @@ class LanguageModelingTask(L.LightningModule):
         # a character is a token: the loss in bits is bits per character
         self.char_level = (tokenizer or {}).get("level") == "char"
         self._state: dict[str, Any] = {}  # carried recurrent state per stage
-        # token-weighted means, keyed "<stage>" or "<stage>/<group>"; created on first use
-        self.nll = torch.nn.ModuleDict()
-        self.optimal_nll = torch.nn.ModuleDict()
+        self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
+        # "<stage>" or "<stage>/<group>..." → [Σ value, tokens, Σ optimal, tokens with an optimum] of this
+        # process's tokens; summed over the processes when the split is done
+        self._totals: dict[str, torch.Tensor] = {}
 
     def build_model(self, vocab_size: int, model: dict[str, Any]):
         """The network this task trains (a subclass, rnnlab/tasks/ngram.py, counts an n-gram instead)."""
@@ -73,22 +75,35 @@ class LanguageModelingTask(L.LightningModule):
     # --- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         self._state.pop("train", None)
-        self._epoch_start, self._epoch_tokens = time.perf_counter(), 0
+        self.train_epoch.start()
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         tokens = batch["targets"].numel()
-        self._epoch_tokens += tokens
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
-        # token-weighted over the epoch (its last window may be shorter than bptt)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=tokens)
+        # token-weighted over the epoch (its last window may be shorter than bptt), over all processes
+        self.train_epoch.update(loss, tokens)
+        self.log("train/loss_epoch", self.train_epoch.loss, on_step=False, on_epoch=True)
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        log_tokens_per_s(self, self._epoch_tokens, self._epoch_start)
+        log_tokens_per_s(self, self.train_epoch.tokens, self.train_epoch.started)
+
+    # a run resumed mid-epoch continues the epoch's mean loss and the carried state (train_epoch.py)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_epoch"] = per_process(self, {**self.train_epoch.state(), "state": self._state.get("train")})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        mine = own_share(self, checkpoint.get("train_epoch", []))
+        if mine is not None:
+            self.train_epoch.restore(mine)
+            self._state["train"] = mine["state"]
+
+    def on_train_start(self) -> None:
+        self._state = move_data_to_device(self._state, self.device)  # a restored state is loaded onto the CPU
 
     # --- evaluation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -134,15 +149,10 @@ class LanguageModelingTask(L.LightningModule):
 
     def _update(self, name: str, values: torch.Tensor, optimal: torch.Tensor | None) -> None:
         """Accumulate per-token values (NLLs; 0/1 correctness for "/class") and their optimum."""
-        self._mean(self.nll, name).update(values.mean(), weight=values.numel())
-        if optimal is not None:
-            self._mean(self.optimal_nll, name).update(optimal.mean(), weight=values.numel())
-
-    def _mean(self, means: torch.nn.ModuleDict, name: str) -> MeanMetric:
-        key = name.replace("/", "__")  # ModuleDict keys cannot hold "/" or "."
-        if key not in means:
-            means[key] = MeanMetric().to(self.device)
-        return means[key]
+        tokens = values.new_tensor(values.numel())
+        optimum = (optimal.sum(), tokens) if optimal is not None else (values.new_zeros(()), values.new_zeros(()))
+        update = torch.stack([values.sum(), tokens, *optimum]).float()
+        self._totals[name] = self._totals.get(name, 0) + update
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_metrics("val")
@@ -151,13 +161,12 @@ class LanguageModelingTask(L.LightningModule):
         self._log_eval_metrics("test")
 
     def _log_eval_metrics(self, stage: str) -> None:
+        mine = {name: self._totals.pop(name) for name in list(self._totals) if name.split("/")[0] == stage}
         metrics = {}
-        for key, mean in self.nll.items():
-            name = key.replace("__", "/")
-            if name.split("/")[0] != stage or mean.weight == 0:
-                continue
-            nll = mean.compute()  # token-weighted over the split, synced across ranks
-            optimal = self.optimal_nll[key].compute() if key in self.optimal_nll else None
+        # summed over the processes: the whole split, every process the same
+        for name, (value_sum, tokens, optimal_sum, optimal_tokens) in distributed.sum_by_key(mine, self.device).items():
+            nll = value_sum / tokens  # token-weighted over the split
+            optimal = optimal_sum / optimal_tokens if optimal_tokens > 0 else None
             if name == stage:
                 metrics |= {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
                 if self.char_level:
@@ -175,11 +184,9 @@ class LanguageModelingTask(L.LightningModule):
                 metrics[f"{name}/loss"] = nll
                 if optimal is not None:
                     metrics[f"{name}/excess_nll"] = nll - optimal
-            mean.reset()
-            if optimal is not None:
-                self.optimal_nll[key].reset()
         if metrics:
-            self.log_dict(metrics, prog_bar=False)
+            # already equal on every process; sync_dist (a mean of equal values) only tells Lightning so
+            self.log_dict(metrics, prog_bar=False, sync_dist=True)
 
     # --- optimisation -------------------------------------------------------------------------
     def configure_optimizers(self):

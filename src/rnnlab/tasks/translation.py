@@ -36,13 +36,14 @@ validation sentences (evenly spaced through the split), and `attention/val_epoch
 attention heatmaps (source pieces × hypothesis pieces) for the first `num_heatmaps` of them (none without
 attention). After test: `translations/test.md` and every hypothesis in `translations/test_hypotheses.txt`.
 
-Under DDP each process would score only its own shard of the split: BLEU is not yet gathered across ranks.
+Under DDP each process decodes its own share of the evaluation batches (disjoint, see rnnlab/data/translation.py);
+the hypotheses (and heatmap attention) of all processes are merged by index before scoring, so BLEU is computed on
+the whole split, once per sentence, and is the same number on every process.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,14 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanMetric
 
-from rnnlab import decoding
+from rnnlab import decoding, distributed
 from rnnlab.checkpoints import read_checkpoint
 from rnnlab.data.subwords import Subwords
 from rnnlab.data.translation import collate_pairs
 from rnnlab.errors import ConfigError, check_options
 from rnnlab.models.seq2seq import Seq2Seq
 from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
+from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,7 @@ class TranslationTask(L.LightningModule):
         self.translations: dict[str, dict[int, str]] = {}  # stage → {index: hypothesis} of its last scoring
         self.artifact_root = ""  # a prefix for the artifact paths (eval.py keeps its outputs apart)
         self._last_val_bleu = 0.0
+        self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
         self._scoring = False  # whether this evaluation decodes and scores BLEU
         self._hypotheses: dict[int, list[int]] = {}  # index → hypothesis ids of this evaluation
         self._samples: list[int] = []  # the sentences of the sample table
@@ -208,7 +211,7 @@ class TranslationTask(L.LightningModule):
         return self.model(src, src_lengths, tgt_in)
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_start, self._epoch_tokens = time.perf_counter(), 0
+        self.train_epoch.start()
 
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"]).logits  # (B, T, V)
@@ -223,16 +226,27 @@ class TranslationTask(L.LightningModule):
             self.log("train/smoothed_loss", loss, on_step=True, on_epoch=False, batch_size=tokens)
         else:
             nll = loss.detach()
-        self._epoch_tokens += tokens
         self.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
-        self.log("train/loss_epoch", nll, on_step=False, on_epoch=True, batch_size=tokens)  # token-weighted
+        self.train_epoch.update(nll, tokens)  # token-weighted over the epoch and all processes
+        self.log("train/loss_epoch", self.train_epoch.loss, on_step=False, on_epoch=True)
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        log_tokens_per_s(self, self._epoch_tokens, self._epoch_start)
+        log_tokens_per_s(self, self.train_epoch.tokens, self.train_epoch.started)
+
+    # a resumed run continues the epoch's mean loss, and knows the last measured BLEU (train_epoch.py)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_epoch"] = per_process(self, self.train_epoch.state())
+        checkpoint["last_val_bleu"] = float(self._last_val_bleu)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        mine = own_share(self, checkpoint.get("train_epoch", []))
+        if mine is not None:
+            self.train_epoch.restore(mine)
+        self._last_val_bleu = checkpoint.get("last_val_bleu", 0.0)
 
     def configure_optimizers(self):
         return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
@@ -299,6 +313,9 @@ class TranslationTask(L.LightningModule):
         nll = self.nll[stage].compute()  # token-weighted over the split, synced across ranks
         self.nll[stage].reset()
         metrics = {f"{stage}/loss": nll, f"{stage}/ppl": nll.exp()}
+        if self._scoring:  # every process's share of the split
+            self._hypotheses = distributed.merge_dicts(self._hypotheses)
+            self._attention = distributed.merge_dicts(self._attention)
         if self._scoring and self._hypotheses:
             metrics |= {f"{stage}/{name}": value for name, value in self._score(stage).items()}
         if stage == "val" and self.trainer.state.fn == TrainerFn.FITTING:
@@ -310,8 +327,9 @@ class TranslationTask(L.LightningModule):
                 self._last_val_bleu = bleu
                 for logger in self.trainer.loggers:
                     logger.log_metrics({"val/bleu": bleu}, step=self.global_step)
-            self.log("val/bleu", self._last_val_bleu, logger=False)
-        self.log_dict(metrics)
+            self.log("val/bleu", self._last_val_bleu, logger=False, sync_dist=True)
+        # equal on every process already; sync_dist (a mean of equal values) only tells Lightning so
+        self.log_dict(metrics, sync_dist=True)
         if self._scoring and self._hypotheses and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self._write_artifacts(stage)
 

@@ -45,13 +45,11 @@ def git_commit(cwd: Path) -> str | None:
 
 
 def run_tags(choices: dict[str, Any], overrides: list[str], root: Path) -> dict[str, str]:
-    """choices: Hydra's selected option per config group."""
-    tags = {
-        "task": str(choices.get("task", "")),
-        "model": str(choices.get("model", "")),
-        "data": str(choices.get("data", "")),
-        "hydra_overrides": " ".join(overrides) or "(defaults)",
-    }
+    """choices: Hydra's selected option per config group; each becomes a tag of the group's name
+    (task, model, data, attention, optimizer, ...), which report.py can group runs by."""
+    tags = {group: str(choices.get(group, "")) for group in ("task", "model", "data")}
+    tags.update({group: str(option) for group, option in choices.items() if "/" not in group and option is not None})
+    tags["hydra_overrides"] = " ".join(overrides) or "(defaults)"
     commit = git_commit(root)
     if commit:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = commit
@@ -65,6 +63,17 @@ class CurveRecorder(Callback):
         self.train: list[tuple[int, float]] = []
         self.val: list[tuple[int, float]] = []
         self.optimal: float | None = None  # Bayes-optimal val loss, when the data knows it
+
+    # the points before a resume stay on the curve (in the checkpoint itself, not as Lightning callback state,
+    # which allows one instance per class and a test may add a second)
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["loss_curve"] = {"train": self.train, "val": self.val, "optimal": self.optimal}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if "loss_curve" in checkpoint and trainer.state.fn == "fit":  # not test's best checkpoint, of an earlier step
+            curve = checkpoint["loss_curve"]
+            self.train, self.val = [tuple(p) for p in curve["train"]], [tuple(p) for p in curve["val"]]
+            self.optimal = curve["optimal"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # x = optimizer steps completed, as for the validation points below

@@ -71,7 +71,7 @@ def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | s
     selection = select_runs(client, target, tracking_uri)
     runs = selection.runs
     labels = configurations(runs, group_by)
-    metrics = choose_metrics(runs, metrics)
+    metrics = [m for m in choose_metrics(runs, metrics) if m != WALL_TIME]  # a column of every report anyway
     table = summarize(runs, labels, metrics)
     histories = curves(client, runs, labels, metrics)
 

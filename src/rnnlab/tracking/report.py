@@ -311,8 +311,10 @@ def plot_finals(table: pd.DataFrame, metrics: Sequence[str], path: Path) -> None
     error bars, not 0: configurations differ in the second or third digit of a loss or perplexity."""
     plt = _pyplot()
     rows = range(len(table))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics) + 3, 0.45 * len(table) + 1.6),
-                             sharey=True, squeeze=False)
+    labels = [_wrap(label) for label in table.index]
+    # each bar as tall as its wrapped label, so long configurations' labels do not run into each other
+    height = 0.2 * max(2, max(label.count("\n") + 1 for label in labels)) * len(table) + 1.6
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.5 * len(metrics) + 3, height), sharey=True, squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         mean, std = table[f"{metric} mean"], table[f"{metric} std"].fillna(0)
         ax.barh(rows, mean, xerr=std, capsize=3, color="tab:blue", alpha=0.8)
@@ -323,7 +325,7 @@ def plot_finals(table: pd.DataFrame, metrics: Sequence[str], path: Path) -> None
         ax.locator_params(axis="x", nbins=4)  # long tick labels such as 3.4925 would overlap
         ax.set_title(metric)
         ax.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(list(rows), [_wrap(label) for label in table.index], fontsize="small")
+    axes[0][0].set_yticks(list(rows), labels, fontsize="small")
     axes[0][0].invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)

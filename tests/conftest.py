@@ -40,6 +40,24 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
     return cfg
 
 
+def tracked_fit(overrides: list[str], tmp_path: Path) -> dict:
+    """train.py's work for `overrides` into a fresh sqlite store under tmp_path: the config, the final metrics,
+    the one MLflow run (run_id, tags), the store (uri, client) and the run's directory."""
+    import mlflow
+
+    from rnnlab.training import train
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        cfg = compose_train(overrides, tmp_path)
+        metrics = train(cfg)
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return {"cfg": cfg, "metrics": metrics, "run_id": run.info.run_id, "tags": run.data.tags, "uri": uri,
+            "client": client, "dir": tmp_path / "run"}
+
+
 @pytest.fixture
 def make_cfg(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, compose_train
+from conftest import ROOT, SHARED_DATA, tracked_fit
 from hydra.utils import instantiate
 from torch import nn
 
@@ -154,19 +153,8 @@ TINY_SHAKESPEARE = [
 @pytest.fixture(scope="module")
 def shakespeare_run(tmp_path_factory):
     """One tiny tracked fit: its metrics, run id, tracking URI and best checkpoint."""
-    from rnnlab.training import train
-
-    tmp_path = tmp_path_factory.mktemp("shakespeare")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        cfg = compose_train(TINY_SHAKESPEARE, tmp_path)
-        metrics = train(cfg)
-    client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    best = next((tmp_path / "run" / "checkpoints").glob("epoch*.ckpt"))
-    return {"metrics": metrics, "run_id": run.info.run_id, "uri": uri, "best": best, "client": client,
-            "dir": tmp_path / "run"}
+    run = tracked_fit(TINY_SHAKESPEARE, tmp_path_factory.mktemp("shakespeare"))
+    return {**run, "best": next((run["dir"] / "checkpoints").glob("epoch*.ckpt"))}
 
 
 def generate(*overrides: str, uri: str) -> subprocess.CompletedProcess:

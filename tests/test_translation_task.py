@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import lightning.pytorch as L
-import mlflow
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONF, ROOT, compose_train
+from conftest import CONF, ROOT, compose_train, tracked_fit
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -177,17 +176,9 @@ RUN = ["task=translation", "data=synthetic_translation", "model=gru", "attention
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One tiny tracked fit with val/bleu every 2nd epoch as the checkpoint and early-stopping monitor."""
-    tmp_path = tmp_path_factory.mktemp("translation")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", uri)
-        cfg = compose_train(RUN, tmp_path)
-        assert cfg.monitor.metric == "val/bleu" and cfg.monitor.mode == "max"
-        metrics = train(cfg)
-    client = mlflow.MlflowClient(uri)
-    (tracked,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    return {"metrics": metrics, "run_id": tracked.info.run_id, "uri": uri, "client": client,
-            "dir": tmp_path / "run", "tags": tracked.data.tags}
+    run = tracked_fit(RUN, tmp_path_factory.mktemp("translation"))
+    assert run["cfg"].monitor.metric == "val/bleu" and run["cfg"].monitor.mode == "max"
+    return run
 
 
 def test_a_tracked_run_logs_scores_signature_samples_and_heatmaps(run):

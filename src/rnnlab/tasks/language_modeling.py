@@ -31,7 +31,7 @@ from rnnlab import distributed
 from rnnlab.errors import check_options
 from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
-from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
+from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
 from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 
 
@@ -80,17 +80,15 @@ class LanguageModelingTask(L.LightningModule):
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
         tokens = batch["targets"].numel()
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
         # token-weighted over the epoch (its last window may be shorter than bptt), over all processes
-        self.train_epoch.update(loss, tokens)
-        self.log("train/loss_epoch", self.train_epoch.loss, on_step=False, on_epoch=True)
+        self.train_epoch.log_step(self, loss, tokens)
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        log_tokens_per_s(self, self.train_epoch.tokens, self.train_epoch.started)
+        self.train_epoch.log_tokens_per_s(self)
 
     # a run resumed mid-epoch continues the epoch's mean loss and the carried state (train_epoch.py)
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

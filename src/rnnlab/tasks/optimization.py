@@ -1,9 +1,8 @@
 """The optimizer and learning-rate schedule of a task (from the `optimizer` and `scheduler` groups), and the
-training telemetry every task logs."""
+gradient norm every task logs (the per-epoch loss and tokens/s: train_epoch.py)."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import lightning.pytorch as L
@@ -30,9 +29,3 @@ def log_grad_norm(task: L.LightningModule) -> None:
     norms = [p.grad.detach().norm() for p in task.parameters() if p.grad is not None]
     if norms:
         task.log("train/grad_norm", torch.stack(norms).norm(), on_step=True, on_epoch=False)
-
-
-def log_tokens_per_s(task: L.LightningModule, tokens: int, epoch_start: float) -> None:
-    """train/tokens_per_s: target tokens per second over the epoch so far, data loading and optimizer
-    step included."""
-    task.log("train/tokens_per_s", tokens / (time.perf_counter() - epoch_start), on_step=True, on_epoch=False)

@@ -37,9 +37,19 @@ class TrainEpoch(torch.nn.Module):
         self.loss.reset()  # Lightning resets it at the epoch's end; a run resumed there restored it since
         self.tokens, self.started = 0, time.perf_counter()
 
-    def update(self, loss: torch.Tensor, tokens: int) -> None:
-        self.loss.update(loss.detach(), weight=tokens)
+    def log_step(self, task: L.LightningModule, nll: torch.Tensor, tokens: int) -> None:
+        """train/loss of this step (nats per target token), added to the epoch's token-weighted mean
+        (train/loss_epoch, over all processes) and to its token count."""
+        task.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
+        self.loss.update(nll.detach(), weight=tokens)
         self.tokens += tokens
+        task.log("train/loss_epoch", self.loss, on_step=False, on_epoch=True)
+
+    def log_tokens_per_s(self, task: L.LightningModule) -> None:
+        """train/tokens_per_s: target tokens per second over the epoch so far, data loading and optimizer
+        step included."""
+        task.log("train/tokens_per_s", self.tokens / (time.perf_counter() - self.started), on_step=True,
+                 on_epoch=False)
 
     def state(self) -> dict[str, Any]:
         return {"loss": {name: value.detach().cpu() for name, value in self.loss.metric_state.items()},

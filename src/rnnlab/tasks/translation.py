@@ -60,7 +60,7 @@ from rnnlab.data.subwords import Subwords
 from rnnlab.data.translation import collate_pairs
 from rnnlab.errors import ConfigError, check_options
 from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm, log_tokens_per_s
+from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
 from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 
 log = logging.getLogger(__name__)
@@ -226,16 +226,14 @@ class TranslationTask(L.LightningModule):
             self.log("train/smoothed_loss", loss, on_step=True, on_epoch=False, batch_size=tokens)
         else:
             nll = loss.detach()
-        self.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
-        self.train_epoch.update(nll, tokens)  # token-weighted over the epoch and all processes
-        self.log("train/loss_epoch", self.train_epoch.loss, on_step=False, on_epoch=True)
+        self.train_epoch.log_step(self, nll, tokens)  # token-weighted over the epoch and all processes
         return loss
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        log_tokens_per_s(self, self.train_epoch.tokens, self.train_epoch.started)
+        self.train_epoch.log_tokens_per_s(self)
 
     # a resumed run continues the epoch's mean loss, and knows the last measured BLEU (train_epoch.py)
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from rnnlab.data.synthetic_translation import LanguagePair
 from rnnlab.decoding import Hypotheses
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate as evaluate_checkpoint
-from rnnlab.tasks.translation import TranslationTask, corpus_scores
+from rnnlab.tasks.translation import TranslationTask, corpus_scores, length_buckets
 from rnnlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,20 +92,50 @@ def test_val_ppl_is_the_teacher_forced_token_weighted_nll_without_label_smoothin
     assert metrics["val/ppl"] == pytest.approx(math.exp(metrics["val/loss"]), rel=1e-5)
 
 
-def test_hypotheses_are_matched_to_references_by_index_not_batch_order(tmp_path):
-    data = pair_data(tmp_path)
-    order = [int(i) for batch in data.val_dataloader() for i in batch["index"]]
-    assert order != sorted(order)  # longest source first: batch order is not the file's order
-    # an oracle decoder that knows each source's reference scores 100 only if each lands on its own reference
+def oracle(data: ParallelTextDataModule, words_right: int | None = None):
+    """A decoder that answers each validation source with its reference's pieces: all of them, or only the
+    first `words_right` when the source has more tokens than that."""
     reference_of = {}
     for batch in data.val_dataloader():
         for row in range(len(batch["index"])):
             source = tuple(batch["src"][row, : batch["src_lengths"][row]].tolist())
             reference_of[source] = [t for t in batch["tgt_out"][row].tolist() if t not in (0, 2)]
+
+    def decode(src, src_lengths, return_attention=False):
+        sources = [tuple(src[b, :n].tolist()) for b, n in enumerate(src_lengths.tolist())]
+        return Hypotheses([reference_of[s][: words_right if words_right and len(s) > words_right else None]
+                           for s in sources], torch.zeros(len(src)))
+    return decode
+
+
+def test_length_buckets_cut_at_upper_edges_and_leave_out_empty_ones():
+    assert length_buckets([3, 10, 11, 25, 40], (10, 20)) == {"1-10": [0, 1], "11-20": [2], "21-inf": [3, 4]}
+    assert length_buckets([3, 40], (10, 20)) == {"1-10": [0], "21-inf": [1]}
+    assert length_buckets([3, 40], ()) == {"1-inf": [0, 1]}
+
+
+def test_bleu_by_source_length_is_the_corpus_bleu_of_each_bucket_alone(tmp_path):
+    data = pair_data(tmp_path)  # sources of 5–9 words, each word a token, and "." one more
+    task = task_for(data, decode="greedy", length_buckets=[6, 8])
+    task.decode = oracle(data, words_right=7)  # right on sources of ≤ 6 words, cut after 7 pieces on longer ones
+    metrics = evaluate(task, data, tmp_path)
+    sources, references, hypotheses = data.sources("val"), data.references("val"), task.translations["val"]
+    assert metrics["val/bleu_by_len/1-6"] == pytest.approx(100)
+    for bucket, (lo, hi) in {"7-8": (7, 8), "9-inf": (9, 99)}.items():
+        members = [i for i, source in enumerate(sources) if lo <= len(source.split()) <= hi]
+        expected, _ = corpus_scores([hypotheses[i] for i in members], [references[i] for i in members])
+        assert metrics[f"val/bleu_by_len/{bucket}"] == pytest.approx(expected["bleu"])
+        assert 0 < expected["bleu"] < 100
+    assert metrics["val/bleu"] < 100
+
+
+def test_hypotheses_are_matched_to_references_by_index_not_batch_order(tmp_path):
+    data = pair_data(tmp_path)
+    order = [int(i) for batch in data.val_dataloader() for i in batch["index"]]
+    assert order != sorted(order)  # longest source first: batch order is not the file's order
+    # an oracle decoder that knows each source's reference scores 100 only if each lands on its own reference
     task = task_for(data, decode="greedy")
-    task.decode = lambda src, src_lengths, return_attention=False: Hypotheses(
-        [reference_of[tuple(src[b, :n].tolist())] for b, n in enumerate(src_lengths.tolist())],
-        torch.zeros(len(src)))
+    task.decode = oracle(data)
     metrics = evaluate(task, data, tmp_path)
     assert metrics["val/bleu"] == pytest.approx(100)
     assert [task.translations["val"][i] for i in range(20)] == data.references("val")
@@ -129,8 +160,9 @@ def test_bad_task_settings_are_one_line_errors_naming_the_key(tmp_path):
     for settings, message in (({"decode": "sampling"}, "task.decode='sampling' is invalid"),
                               ({"beam_size": 0}, "task.beam_size=0 is invalid"),
                               ({"label_smoothing": 1.0}, "task.label_smoothing=1.0 is invalid"),
-                              ({"bleu_every_n_epochs": 0}, "task.bleu_every_n_epochs=0 is invalid")):
-        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+                              ({"bleu_every_n_epochs": 0}, "task.bleu_every_n_epochs=0 is invalid"),
+                              ({"length_buckets": [20, 10]}, "task.length_buckets=[20, 10] is invalid")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
             task_for(data, **settings)
 
 

@@ -13,6 +13,10 @@ Metrics, per split (`val`, `test`):
               tokenize 13a (the signature is logged as the MLflow tag `bleu_signature`)
   bleu_lc     the same, lowercased (published Multi30k numbers are mostly lowercased)
   chrf        sacreBLEU chrF
+  bleu_by_len/<lo>-<hi>
+              BLEU of the sentences whose source has lo..hi words (whitespace-separated, raw text), one
+              metric per bucket of `task.length_buckets` (upper edges; the last bucket is open, `<lo>-inf`):
+              where attention should matter most, on long sentences. Empty buckets are not logged.
 
 `train/loss` is the NLL too, so it compares with `val/loss`; with label smoothing the objective itself is
 logged as `train/smoothed_loss`.
@@ -83,6 +87,18 @@ def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> tuple
     return scores, {f"{name}_signature": str(metric.get_signature()) for name, metric in metrics.items()}
 
 
+def length_buckets(lengths: Sequence[int], edges: Sequence[int]) -> dict[str, list[int]]:
+    """Positions of `lengths` grouped by the buckets that upper `edges` cut: edges (10, 20) give "1-10",
+    "11-20" and the open "21-inf"; empty buckets are left out."""
+    bounds = [(lo + 1, hi) for lo, hi in zip([0, *edges], edges)] + [(edges[-1] + 1 if edges else 1, None)]
+    buckets = {}
+    for lo, hi in bounds:
+        members = [k for k, n in enumerate(lengths) if lo <= n and (hi is None or n <= hi)]
+        if members:
+            buckets[f"{lo}-{hi if hi is not None else 'inf'}"] = members
+    return buckets
+
+
 def check_decoding(settings: dict[str, Any], prefix: str = "task.") -> None:
     """ConfigError naming the first invalid decoding setting among those given (keys of conf/task/translation.yaml:
     decode, beam_size, length_penalty, max_len_a, max_len_b)."""
@@ -117,7 +133,8 @@ class TranslationTask(L.LightningModule):
                  model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, decode: str = "beam", beam_size: int = 5, length_penalty: float = 1.0,
                  max_len_a: float = 1.5, max_len_b: int = 10, bleu_every_n_epochs: int = 1, num_samples: int = 10,
-                 num_heatmaps: int = 4, tokenizer: dict | None = None):
+                 num_heatmaps: int = 4, length_buckets: Sequence[int] | None = (10, 20, 30),
+                 tokenizer: dict | None = None):
         """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler` groups;
         model.attention is the `attention` group), and tokenizer the data's `tokenizer_state()`: all kept
         as hyperparameters, so a checkpoint alone rebuilds the task and reads and writes text (translate.py)."""
@@ -131,6 +148,11 @@ class TranslationTask(L.LightningModule):
                                   ("num_heatmaps", num_heatmaps, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 raise ConfigError(f"task.{key}={value} is invalid: must be an integer ≥ {least}")
+        edges = list(length_buckets or [])
+        if not all(isinstance(e, int) and not isinstance(e, bool) and e > 0 for e in edges) \
+                or edges != sorted(set(edges)):
+            raise ConfigError(f"task.length_buckets={length_buckets} is invalid: must be increasing positive "
+                              "integers (upper edges in source words), e.g. [10, 20, 30], or null")
         self.save_hyperparameters(logger=False)
         check_options(Seq2Seq, model, "model", ignore=DATA_INPUTS)
         self.model = Seq2Seq(src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, **model)
@@ -341,6 +363,12 @@ class TranslationTask(L.LightningModule):
         self.translations[stage] = {i: subwords.decode_target(self._hypotheses[i]) for i in indices}
         scores, self.signatures = corpus_scores(list(self.translations[stage].values()),
                                                  [references[i] for i in indices])
+        sources = self._datamodule().sources(stage)
+        for bucket, members in length_buckets([len(sources[i].split()) for i in indices],
+                                              self.hparams.get("length_buckets") or ()).items():
+            bucket_scores, _ = corpus_scores([self.translations[stage][indices[k]] for k in members],
+                                             [references[indices[k]] for k in members])
+            scores[f"bleu_by_len/{bucket}"] = bucket_scores["bleu"]
         return scores
 
     # --- artifacts ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 import yaml
 
 from rnnlab.training import train
@@ -60,6 +61,9 @@ def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys):
     assert run.data.params["optimizer._target_"] == "torch.optim.Adam"
     assert run.data.tags["model"] == cell and run.data.tags["data"] == "synthetic_lm"
     assert run.data.tags["task"] == "lm"
+    assert run.data.tags["machine.torch_threads"] == str(torch.get_num_threads())
+    best = torch.load(next(Path(cfg.paths.output_dir).rglob("*.ckpt")), weights_only=True)["state_dict"]
+    assert int(run.data.tags["num_parameters"]) == sum(v.numel() for k, v in best.items() if k.startswith("model."))
     assert run.info.artifact_uri.removeprefix("file://").startswith(str(tmp_path / "logs"))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "metrics.json", "loss_curve.png"} <= artifacts

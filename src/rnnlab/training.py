@@ -22,7 +22,7 @@ from rnnlab import checkpoint_io, config, hardware, resume
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
 from rnnlab.tracking import mlflow_store, sweep
-from rnnlab.tracking.run_info import CurveRecorder, flatten, resolved_yaml, run_tags, write_metrics
+from rnnlab.tracking.run_info import CurveRecorder, flatten, machine_tags, resolved_yaml, run_tags, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         hydra = HydraConfig.get() if HydraConfig.initialized() else None
         choices = dict(hydra.runtime.choices) if hydra else {}
         overrides = list(hydra.overrides.task) if hydra else []
-        for key, value in run_tags(choices, overrides, Path(cfg.paths.root_dir)).items():
+        tags = run_tags(choices, overrides, Path(cfg.paths.root_dir)) | machine_tags(task)
+        for key, value in tags.items():
             mlflow_logger.experiment.set_tag(mlflow_logger.run_id, key, value)
         if resumed is None:
             mlflow_logger.log_hyperparams(flatten(plain))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,6 +35,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine_tags(model: torch.nn.Module) -> dict[str, str]:
+    """What a number depends on besides the config: the machine, torch's threads and version, the model's size."""
+    return {"machine.cpu": cpu_model(), "machine.cores": str(os.cpu_count()),
+            "machine.torch_threads": str(torch.get_num_threads()), "machine.torch": torch.__version__,
+            "machine.gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
+            "num_parameters": str(sum(p.numel() for p in model.parameters()))}
 
 
 def git_commit(cwd: Path) -> str | None:

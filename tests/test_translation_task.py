@@ -224,6 +224,7 @@ def test_a_tracked_run_logs_scores_signature_samples_and_heatmaps(run):
     assert len(client.get_metric_history(run_id, "val/loss")) == 2
     (bleu,) = client.get_metric_history(run_id, "val/bleu")
     assert bleu.value == pytest.approx(metrics["val/bleu"])
+    assert bleu.step == client.get_metric_history(run_id, "val/loss")[-1].step  # one x axis for val/*
     assert "diag/grad_ratio" not in client.get_run(run_id).data.metrics  # gradient diagnostics skip seq2seq
 
     table = Path(client.download_artifacts(run_id, "translations/val_epoch_001.md")).read_text()

@@ -345,8 +345,11 @@ class TranslationTask(L.LightningModule):
             bleu = metrics.pop("val/bleu", None)
             if bleu is not None:
                 self._last_val_bleu = bleu
+                # at the step Lightning gives val/loss (its count of batches that stepped, one behind
+                # global_step at an epoch's end), so val/bleu lines up with the other val/* in MLflow
+                step = getattr(self.trainer.fit_loop.epoch_loop, "_batches_that_stepped", self.global_step)
                 for logger in self.trainer.loggers:
-                    logger.log_metrics({"val/bleu": bleu}, step=self.global_step)
+                    logger.log_metrics({"val/bleu": bleu}, step=step)
             self.log("val/bleu", self._last_val_bleu, logger=False, sync_dist=True)
         # equal on every process already; sync_dist (a mean of equal values) only tells Lightning so
         self.log_dict(metrics, sync_dist=True)

@@ -102,6 +102,16 @@ def test_schedulers_train(scheduler, make_cfg):
     assert math.isfinite(metrics["val/loss"])
 
 
+def test_a_warmup_longer_than_the_run_is_an_error_except_in_a_smoke_test(make_cfg):
+    from rnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"scheduler.scheduler.warmup_steps=100000 is not below this run's \d+ "):
+        train(make_cfg("scheduler=cosine", "scheduler.scheduler.warmup_steps=100000", "logger=none"))
+    metrics = train(make_cfg("scheduler=cosine", "scheduler.scheduler.warmup_steps=100000", "logger=none",
+                             "debug=fast_dev_run"))  # one step: the warmup is dropped, not an error
+    assert math.isfinite(metrics["train/loss"])
+
+
 def test_without_logger_default_callbacks_still_run(make_cfg, tmp_path):
     metrics = train(make_cfg("logger=none"))  # lr_monitor needs a logger: skipped, not fatal
     assert math.isfinite(metrics["test/ppl"])

@@ -9,6 +9,8 @@ import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
 
+from rnnlab.errors import ConfigError
+
 
 def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], scheduler: dict[str, Any] | None):
     """What LightningModule.configure_optimizers returns: the optimizer, with its lr_scheduler dict if any."""
@@ -19,6 +21,12 @@ def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], sch
     schedule = dict(scheduler["scheduler"])
     if schedule.get("total_steps", 0) is None:  # cosine: default to the whole run's length
         schedule["total_steps"] = int(task.trainer.estimated_stepping_batches)
+        warmup = schedule.get("warmup_steps", 0)
+        if warmup >= schedule["total_steps"]:
+            if not task.trainer.fast_dev_run:
+                raise ConfigError(f"scheduler.scheduler.warmup_steps={warmup} is not below this run's "
+                                  f"{schedule['total_steps']} optimizer steps: lower it or train longer")
+            schedule["warmup_steps"] = 0  # a smoke test of a step or two: the schedule's shape is moot
     return {"optimizer": built_optimizer,
             "lr_scheduler": {**scheduler, "scheduler": instantiate(schedule, optimizer=built_optimizer)}}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -110,6 +111,22 @@ def test_a_warmup_longer_than_the_run_is_an_error_except_in_a_smoke_test(make_cf
     metrics = train(make_cfg("scheduler=cosine", "scheduler.scheduler.warmup_steps=100000", "logger=none",
                              "debug=fast_dev_run"))  # one step: the warmup is dropped, not an error
     assert math.isfinite(metrics["train/loss"])
+
+
+def test_steps_stopped_after_the_last_validation_are_reported_and_avoidable(make_cfg, caplog):
+    from rnnlab.tracking.run_info import CurveRecorder
+
+    recorder = CurveRecorder()  # 47 steps an epoch: validated at 47, stopped at 60
+    with caplog.at_level(logging.WARNING, logger="rnnlab.training"):
+        train(make_cfg("logger=none", "trainer.max_epochs=-1", "trainer.max_steps=60"), extra_callbacks=[recorder])
+    assert [step for step, _ in recorder.val] == [47]
+    assert "the last 13 of 60 optimizer steps were never validated" in caplog.text
+    caplog.clear()
+    recorder = CurveRecorder()  # validated every 20 steps counted across epochs: the last step is scored
+    with caplog.at_level(logging.WARNING, logger="rnnlab.training"):
+        train(make_cfg("logger=none", "trainer.max_epochs=-1", "trainer.max_steps=60", "+trainer.val_check_interval=20",
+                       "+trainer.check_val_every_n_epoch=null"), extra_callbacks=[recorder])
+    assert [step for step, _ in recorder.val] == [20, 40, 60] and "never validated" not in caplog.text
 
 
 def test_without_logger_default_callbacks_still_run(make_cfg, tmp_path):

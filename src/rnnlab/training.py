@@ -84,6 +84,11 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=resumed and resumed.checkpoint, weights_only=True)
     fit_seconds = time.perf_counter() - started
+    if curves.val and curves.val[-1][0] < trainer.global_step:  # max_steps / max_time stopped it mid-epoch
+        log.warning("the last %d of %d optimizer steps were never validated, so the best checkpoint predates "
+                    "them: validate on a step count that divides trainer.max_steps (trainer.val_check_interval=N "
+                    "trainer.check_val_every_n_epoch=null), as experiment=shakespeare_char does",
+                    trainer.global_step - curves.val[-1][0], trainer.global_step)
     metrics = _scalars(trainer.callback_metrics)
     if cfg.get("test", True) and not trainer.fast_dev_run:
         best = _best_checkpoint(trainer)

@@ -35,6 +35,8 @@ def main(cfg: DictConfig) -> None:
         with tempfile.TemporaryDirectory() as download_dir:
             path = resolve_checkpoint(cfg.ckpt, cfg.tracking_uri, download_dir)
             task = TranslationTask.from_checkpoint(path, str(cfg.ckpt), cfg.device, **settings)
+        if cfg.seed is not None:  # decode=sample draws from torch's global generator
+            torch.manual_seed(cfg.seed)
         for translation in task.translate(lines, batch_size=cfg.batch_size):
             print(translation, flush=True)
     except ConfigError as error:  # the user's mistake: one line, no stack trace

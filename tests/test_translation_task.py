@@ -155,13 +155,35 @@ def test_beam_size_one_is_greedy_through_the_task(tmp_path):
     assert evaluate(greedy, data, tmp_path)["val/bleu"] == evaluate(beam, data, tmp_path)["val/bleu"]
 
 
+def test_sampling_through_the_task_is_seeded_and_cools_to_greedy(tmp_path):
+    data = pair_data(tmp_path)
+    greedy = task_for(data, decode="greedy")
+    with torch.no_grad():  # confident, non-trivial outputs, as in the beam test above
+        greedy.model.W_s.weight.mul_(30)
+    cold, hot = task_for(data, decode="sample", temperature=1e-4), task_for(data, decode="sample", temperature=2.0)
+    cold.load_state_dict(greedy.state_dict())
+    hot.load_state_dict(greedy.state_dict())
+    sources = data.sources("val")
+    assert cold.translate(sources) == greedy.translate(sources)
+    draws = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        draws.append(hot.translate(sources))
+    assert draws[0] == draws[1] != draws[2]
+    metrics = evaluate(hot, data, tmp_path)  # scored like any decoder
+    assert 0 <= metrics["val/bleu"] < 100 and "sampling, temperature 2.0" in (tmp_path / "translations" /
+                                                                               "val.md").read_text()
+
+
 def test_bad_task_settings_are_one_line_errors_naming_the_key(tmp_path):
     data = pair_data(tmp_path)
     for settings, message in (({"decode": "sampling"}, "task.decode='sampling' is invalid"),
                               ({"beam_size": 0}, "task.beam_size=0 is invalid"),
                               ({"label_smoothing": 1.0}, "task.label_smoothing=1.0 is invalid"),
                               ({"bleu_every_n_epochs": 0}, "task.bleu_every_n_epochs=0 is invalid"),
-                              ({"length_buckets": [20, 10]}, "task.length_buckets=[20, 10] is invalid")):
+                              ({"length_buckets": [20, 10]}, "task.length_buckets=[20, 10] is invalid"),
+                              ({"temperature": 0}, "task.temperature=0 is invalid"),
+                              ({"top_k": 0}, "task.top_k=0 is invalid")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             task_for(data, **settings)
 
@@ -256,6 +278,12 @@ def test_translate_py_from_the_run_id_and_from_the_checkpoint_file(run, tmp_path
     assert one.returncode == 0, one.stderr
     assert one.stdout == TranslationTask.from_checkpoint(best, "best", decode="greedy").translate(sentences[:1])[0] \
         + "\n"
+    sampler = TranslationTask.from_checkpoint(best, "best", decode="sample", temperature=2.0)
+    torch.manual_seed(3)
+    sampled = script("translate.py", f"ckpt={best}", "decode=sample", "temperature=2.0", "seed=3", uri=run["uri"],
+                     stdin="\n".join(sentences) + "\n")
+    assert sampled.returncode == 0, sampled.stderr
+    assert sampled.stdout.split("\n")[:-1] == sampler.translate(sentences) != expected  # seeded draws, not the beam's
 
 
 EVAL_DATA = ["data=synthetic_translation", "data.train_pairs=400", "data.val_pairs=30", "data.test_pairs=20",

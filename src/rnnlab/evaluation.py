@@ -53,12 +53,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         path = resolve_checkpoint(ckpt, cfg.tracking_uri, work)
         task = TranslationTask.from_checkpoint(path, ckpt, cfg.device, **settings)
         datamodule = _datamodule(cfg, task.hparams.tokenizer, ckpt)
-        decoder = decoder_name(task.hparams.decode, task.hparams.beam_size, task.hparams.length_penalty)
+        decoder = decoder_name(task.hparams)
         task.artifact_root = f"eval/{decoder}/{cfg.split}"
         trainer = L.Trainer(accelerator="gpu" if str(cfg.device).startswith("cuda") else "cpu", devices=1,
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=work)
         run_loop = trainer.test if cfg.split == "test" else trainer.validate
+        torch.manual_seed(cfg.seed)  # the draws of decode=sample
         metrics = {key: float(value) for key, value in run_loop(task, datamodule=datamodule, verbose=False)[0].items()}
         run_id = _record(cfg, ckpt, path, decoder, metrics, task, Path(work) / task.artifact_root)
     _report(metrics, decoder, run_id, cfg)

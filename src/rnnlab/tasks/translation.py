@@ -21,9 +21,10 @@ Metrics, per split (`val`, `test`):
 `train/loss` is the NLL too, so it compares with `val/loss`; with label smoothing the objective itself is
 logged as `train/smoothed_loss`.
 
-Hypotheses come from `task.decode` (greedy | beam, with beam_size, length_penalty α and the length cap
-⌊max_len_a · S + max_len_b⌋, rnnlab/decoding.py). Evaluation batches come sorted by source length, so
-each hypothesis is put back at its pair's `index` before it is compared with `references[index]`.
+Hypotheses come from `task.decode` (greedy | sample, with temperature and top_k | beam, with beam_size and
+length_penalty α; all with the length cap ⌊max_len_a · S + max_len_b⌋; rnnlab/decoding.py). Evaluation
+batches come sorted by source length, so each hypothesis is put back at its pair's `index` before it is
+compared with `references[index]`.
 
 When BLEU is computed. Decoding a whole validation split costs far more than its teacher-forced loss, so
 during fit BLEU is computed every `bleu_every_n_epochs` epochs and always on the last one (of
@@ -69,10 +70,11 @@ from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 
 log = logging.getLogger(__name__)
 
-DECODERS = ("greedy", "beam")
+DECODERS = ("greedy", "sample", "beam")
 STAGES = ("val", "test")
 DATA_INPUTS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
-DECODING_KEYS = ("decode", "beam_size", "length_penalty", "max_len_a", "max_len_b")  # translate.py, eval.py override
+DECODING_KEYS = ("decode", "beam_size", "length_penalty", "max_len_a", "max_len_b", "temperature",
+                 "top_k")  # translate.py, eval.py override
 
 
 # --- scores ---------------------------------------------------------------------------------------
@@ -121,18 +123,30 @@ def check_decoding(settings: dict[str, Any], prefix: str = "task.") -> None:
     if not isinstance(max_len_b, int) or isinstance(max_len_b, bool) or max_len_b < 0:
         raise ConfigError(f"{prefix}max_len_b={max_len_b} is invalid: must be an integer ≥ 0 (tokens added to "
                           f"the cap max_len_a · source length)")
+    temperature = settings.get("temperature", 1.0)
+    if not is_number(temperature) or temperature <= 0:
+        raise ConfigError(f"{prefix}temperature={temperature} is invalid: must be > 0 (decode=greedy for the argmax)")
+    top_k = settings.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise ConfigError(f"{prefix}top_k={top_k} is invalid: must be a positive integer, or null for no cut")
 
 
-def decoder_name(decode: str, beam_size: int, length_penalty: float) -> str:
-    """A short label of a decoding setting, e.g. "greedy" or "beam5_lp1.0"."""
-    return "greedy" if decode == "greedy" else f"beam{beam_size}_lp{length_penalty}"
+def decoder_name(settings: dict[str, Any]) -> str:
+    """A short label of a decoding setting, e.g. "greedy", "beam5_lp1.0" or "sample_t0.7_k10"."""
+    if settings["decode"] == "greedy":
+        return "greedy"
+    if settings["decode"] == "sample":
+        top_k = settings.get("top_k")
+        return f"sample_t{settings.get('temperature', 1.0)}" + (f"_k{top_k}" if top_k else "")
+    return f"beam{settings['beam_size']}_lp{settings['length_penalty']}"
 
 
 class TranslationTask(L.LightningModule):
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
                  model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, decode: str = "beam", beam_size: int = 5, length_penalty: float = 1.0,
-                 max_len_a: float = 1.5, max_len_b: int = 10, bleu_every_n_epochs: int = 1, num_samples: int = 10,
+                 max_len_a: float = 1.5, max_len_b: int = 10, temperature: float = 1.0, top_k: int | None = None,
+                 bleu_every_n_epochs: int = 1, num_samples: int = 10,
                  num_heatmaps: int = 4, length_buckets: Sequence[int] | None = (10, 20, 30),
                  tokenizer: dict | None = None):
         """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler` groups;
@@ -143,7 +157,7 @@ class TranslationTask(L.LightningModule):
                 or not 0 <= label_smoothing < 1:
             raise ConfigError(f"task.label_smoothing={label_smoothing} is invalid: must be in [0, 1)")
         check_decoding(dict(decode=decode, beam_size=beam_size, length_penalty=length_penalty,
-                            max_len_a=max_len_a, max_len_b=max_len_b))
+                            max_len_a=max_len_a, max_len_b=max_len_b, temperature=temperature, top_k=top_k))
         for key, value, least in (("bleu_every_n_epochs", bleu_every_n_epochs, 1), ("num_samples", num_samples, 0),
                                   ("num_heatmaps", num_heatmaps, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -193,6 +207,9 @@ class TranslationTask(L.LightningModule):
         max_len = (settings.max_len_a, settings.max_len_b)
         if settings.decode == "greedy":
             return decoding.greedy(self.model, src, src_lengths, max_len, return_attention)
+        if settings.decode == "sample":  # torch's global generator: seed it for reproducible samples
+            return decoding.sample(self.model, src, src_lengths, max_len, settings.get("temperature", 1.0),
+                                   settings.get("top_k"), return_attention=return_attention)
         return decoding.beam_search(self.model, src, src_lengths, settings.beam_size, settings.length_penalty,
                                     max_len, return_attention)
 
@@ -415,8 +432,10 @@ class TranslationTask(L.LightningModule):
 
     def _decoder_description(self) -> str:
         settings = self.hparams
-        decoder = "greedy" if settings.decode == "greedy" else \
-            f"beam search, beam {settings.beam_size}, length penalty α={settings.length_penalty}"
+        decoder = {"greedy": "greedy",
+                   "sample": f"sampling, temperature {settings.get('temperature', 1.0)}, top-k {settings.get('top_k')}",
+                   }.get(settings.decode, f"beam search, beam {settings.beam_size}, "
+                                          f"length penalty α={settings.length_penalty}")
         return f"{decoder}, at most ⌊{settings.max_len_a}·S + {settings.max_len_b}⌋ tokens"
 
 

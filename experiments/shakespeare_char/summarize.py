@@ -19,15 +19,18 @@ experiment = client.get_experiment_by_name("shakespeare_char-tinyshakespeare")
 run_id = next(r.info.run_id for r in client.search_runs([experiment.experiment_id])
               if r.data.params.get("paths.output_dir", "").endswith(str(run)))
 history = client.get_metric_history(run_id, "val/loss")
-cpu = cpu_model()
+tags, params = client.get_run(run_id).data.tags, client.get_run(run_id).data.params
 
 print("# experiment=shakespeare_char: results\n")
-print(f"Command: `python train.py {' '.join(overrides)}`. Machine: {cpu}, "
-      f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
-      f"fit {metrics['fit_seconds'] / 60:.1f} min (budget `trainer.max_time` 30 min).\n")
-print("| epoch | step | val loss (nats/char) | val bpc |")
-print("|---:|---:|---:|---:|")
-for epoch, point in enumerate(history, 1):
-    print(f"| {epoch} | {point.step} | {point.value:.3f} | {point.value / 0.6931471805599453:.3f} |")
+print(f"Command: `python train.py {' '.join(overrides)}`. Machine: {tags.get('machine.cpu', cpu_model())}, "
+      f"{tags.get('machine.cores', os.cpu_count())} cores, {tags.get('machine.torch_threads', '?')} torch "
+      f"thread(s), torch {tags.get('machine.torch', torch.__version__)}; {int(tags.get('num_parameters', 0)):,} "
+      f"parameters; fit {metrics['fit_seconds'] / 60:.1f} min (budget `trainer.max_time` 30 min).\n")
+print("| validation | step | characters seen | val loss (nats/char) | val bpc |")
+print("|---:|---:|---:|---:|---:|")
+per_step = int(params["data.batch_size"]) * int(params["data.bptt"])  # characters per update
+for number, point in enumerate(history, 1):
+    print(f"| {number} | {point.step} | {point.step * per_step / 1e6:.1f} M | {point.value:.3f} | "
+          f"{point.value / 0.6931471805599453:.3f} |")
 print(f"\nBest checkpoint on the validation split (= test split here): loss {metrics['test/loss']:.3f} nats/char, "
       f"{metrics['test/bpc']:.3f} bpc, ppl {metrics['test/ppl']:.2f}. MLflow run `{run_id}`.")

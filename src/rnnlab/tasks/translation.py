@@ -136,8 +136,8 @@ def decoder_name(settings: dict[str, Any]) -> str:
     if settings["decode"] == "greedy":
         return "greedy"
     if settings["decode"] == "sample":
-        top_k = settings.get("top_k")
-        return f"sample_t{settings.get('temperature', 1.0)}" + (f"_k{top_k}" if top_k else "")
+        top_k = settings["top_k"]
+        return f"sample_t{settings['temperature']}" + (f"_k{top_k}" if top_k else "")
     return f"beam{settings['beam_size']}_lp{settings['length_penalty']}"
 
 
@@ -208,8 +208,8 @@ class TranslationTask(L.LightningModule):
         if settings.decode == "greedy":
             return decoding.greedy(self.model, src, src_lengths, max_len, return_attention)
         if settings.decode == "sample":  # torch's global generator: seed it for reproducible samples
-            return decoding.sample(self.model, src, src_lengths, max_len, settings.get("temperature", 1.0),
-                                   settings.get("top_k"), return_attention=return_attention)
+            return decoding.sample(self.model, src, src_lengths, max_len, settings.temperature, settings.top_k,
+                                   return_attention=return_attention)
         return decoding.beam_search(self.model, src, src_lengths, settings.beam_size, settings.length_penalty,
                                     max_len, return_attention)
 
@@ -375,7 +375,8 @@ class TranslationTask(L.LightningModule):
 
     def _score(self, stage: str) -> dict[str, float]:
         """Detokenize the split's hypotheses, put them in index order, and score them against the references."""
-        subwords, references = self._vocabulary(), self._datamodule().references(stage)
+        subwords, datamodule = self._vocabulary(), self._datamodule()
+        references = datamodule.references(stage)
         indices = sorted(self._hypotheses)
         if len(indices) < len(references):
             log.warning("%s: %d of %d sentences were decoded (limited batches?): BLEU covers those only", stage,
@@ -383,9 +384,9 @@ class TranslationTask(L.LightningModule):
         self.translations[stage] = {i: subwords.decode_target(self._hypotheses[i]) for i in indices}
         scores, self.signatures = corpus_scores(list(self.translations[stage].values()),
                                                  [references[i] for i in indices])
-        sources = self._datamodule().sources(stage)
+        sources = datamodule.sources(stage)
         for bucket, members in length_buckets([len(sources[i].split()) for i in indices],
-                                              self.hparams.get("length_buckets") or ()).items():
+                                              self.hparams.length_buckets or ()).items():
             bucket_scores, _ = corpus_scores([self.translations[stage][indices[k]] for k in members],
                                              [references[indices[k]] for k in members])
             scores[f"bleu_by_len/{bucket}"] = bucket_scores["bleu"]
@@ -432,10 +433,12 @@ class TranslationTask(L.LightningModule):
 
     def _decoder_description(self) -> str:
         settings = self.hparams
-        decoder = {"greedy": "greedy",
-                   "sample": f"sampling, temperature {settings.get('temperature', 1.0)}, top-k {settings.get('top_k')}",
-                   }.get(settings.decode, f"beam search, beam {settings.beam_size}, "
-                                          f"length penalty α={settings.length_penalty}")
+        if settings.decode == "greedy":
+            decoder = "greedy"
+        elif settings.decode == "sample":
+            decoder = f"sampling, temperature {settings.temperature}, top-k {settings.top_k}"
+        else:
+            decoder = f"beam search, beam {settings.beam_size}, length penalty α={settings.length_penalty}"
         return f"{decoder}, at most ⌊{settings.max_len_a}·S + {settings.max_len_b}⌋ tokens"
 
 

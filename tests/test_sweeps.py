@@ -154,9 +154,10 @@ def test_ctrl_c_ends_the_parent_killed(tmp_path):
     process = sweep_cli(tmp_path, "model=rnn,gru", "trainer.max_epochs=1000", "callbacks.early_stopping=null",
                         wait=False)
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # interrupt while the first job trains
-        time.sleep(1)
-        if any(r.info.status == "RUNNING" and "sweep.job" in r.data.tags for r in all_runs(client)):
+    while time.monotonic() < deadline:  # interrupt while the first job trains (it has logged a step), not
+        time.sleep(1)                    # while its run is still being set up
+        if any(r.info.status == "RUNNING" and "sweep.job" in r.data.tags and "train/loss" in r.data.metrics
+               for r in all_runs(client)):
             break
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)

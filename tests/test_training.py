@@ -103,7 +103,7 @@ def test_schedulers_train(scheduler, make_cfg):
     assert math.isfinite(metrics["val/loss"])
 
 
-def test_a_warmup_longer_than_the_run_is_an_error_except_in_a_smoke_test(make_cfg):
+def test_a_warmup_longer_than_the_schedule_is_an_error_except_in_a_smoke_test(make_cfg):
     from rnnlab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"scheduler.scheduler.warmup_steps=100000 is not below this run's \d+ "):
@@ -111,6 +111,9 @@ def test_a_warmup_longer_than_the_run_is_an_error_except_in_a_smoke_test(make_cf
     metrics = train(make_cfg("scheduler=cosine", "scheduler.scheduler.warmup_steps=100000", "logger=none",
                              "debug=fast_dev_run"))  # one step: the warmup is dropped, not an error
     assert math.isfinite(metrics["train/loss"])
+    with pytest.raises(ConfigError, match=r"warmup_steps=50 is not below scheduler.scheduler.total_steps=50: "):
+        train(make_cfg("scheduler=cosine", "scheduler.scheduler.warmup_steps=50",
+                       "scheduler.scheduler.total_steps=50", "logger=none"))
 
 
 def test_steps_stopped_after_the_last_validation_are_reported_and_avoidable(make_cfg, caplog):

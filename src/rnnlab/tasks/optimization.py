@@ -19,10 +19,16 @@ def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], sch
         return built_optimizer
     # the group holds Lightning's lr_scheduler dict: {scheduler: {_target_...}, interval, monitor}
     schedule = dict(scheduler["scheduler"])
-    if schedule.get("total_steps", 0) is None:  # cosine: default to the whole run's length
-        schedule["total_steps"] = int(task.trainer.estimated_stepping_batches)
+    if "total_steps" in schedule:  # cosine
+        explicit = schedule["total_steps"] is not None
+        if not explicit:  # default to the whole run's length
+            schedule["total_steps"] = int(task.trainer.estimated_stepping_batches)
         warmup = schedule.get("warmup_steps", 0)
         if warmup >= schedule["total_steps"]:
+            if explicit:
+                raise ConfigError(f"scheduler.scheduler.warmup_steps={warmup} is not below "
+                                  f"scheduler.scheduler.total_steps={schedule['total_steps']}: lower the warmup, "
+                                  f"or raise total_steps (null = the run's length)")
             if not task.trainer.fast_dev_run:
                 raise ConfigError(f"scheduler.scheduler.warmup_steps={warmup} is not below this run's "
                                   f"{schedule['total_steps']} optimizer steps: lower it or train longer")

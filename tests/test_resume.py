@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
 import shutil
@@ -244,6 +245,14 @@ def test_every_checkpoint_reads_back_as_plain_data(finished_run):
         checkpoint = torch.load(path, weights_only=True)
         assert checkpoint["hyper_parameters"]["tokenizer"] and checkpoint["state_dict"]
     assert not list((finished_run / "checkpoints").glob(".*.tmp"))  # no leftovers of the atomic writes
+
+
+def test_checkpoint_writes_log_nothing_about_weights_only(tmp_path, caplog):
+    # Lightning logs "`weights_only` was not set" at every save that leaves it unset: once a minute in a long run
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
+        fit([*LM, "trainer.max_epochs=1", "logger=none"], tmp_path)
+    assert list((tmp_path / "run" / "checkpoints").glob("last.ckpt"))
+    assert [r.getMessage() for r in caplog.records if "weights_only" in r.getMessage()] == []
 
 
 class Payload:

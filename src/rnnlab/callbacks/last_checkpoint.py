@@ -89,4 +89,4 @@ class LastCheckpoint(Checkpoint):
             return
         for writes in self._queued_writes:
             writes.wait()
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # all of it, for resume (and no "was not set" log line)

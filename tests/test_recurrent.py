@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+
 import pytest
 import torch
 from torch.func import functional_call
 
-from rnnlab.nn import recurrent_layer
+from rnnlab.nn import kernels, recurrent_layer
 from rnnlab.nn.bptt import LSTMSequence
 from rnnlab.nn.recurrent import copy_fused_weights
 
@@ -198,7 +201,19 @@ def test_bad_options(kwargs, message):
         recurrent_layer(input_size=3, hidden_size=4, **kwargs)
 
 
-def test_lstm_handwritten_bptt_matches_autograd_and_finite_differences():
+@pytest.fixture(params=["compiled", "torch_ops"])
+def gate_math(request, monkeypatch):
+    """The LSTM fast path's gate math both ways: the compiled kernel (rnnlab/nn/kernels.py) and torch ops."""
+    if request.param == "torch_ops":
+        monkeypatch.setattr(kernels, "lstm_pointwise", lambda: None)
+    elif kernels.lstm_pointwise() is None:
+        if shutil.which("c++") or shutil.which("g++"):
+            pytest.fail("a C++ compiler is here but the kernel did not build: see the warning logged above")
+        pytest.skip("no C++ compiler: the compiled gate math is not built here")
+    return request.param
+
+
+def test_lstm_handwritten_bptt_matches_autograd_and_finite_differences(gate_math):
     """The scratch LSTM's fast path (rnnlab/nn/bptt.py) against the step-by-step autograd path."""
     torch.manual_seed(0)
     layer = recurrent_layer("lstm", 3, 4, num_layers=2, backend="scratch").double()
@@ -217,3 +232,56 @@ def test_lstm_handwritten_bptt_matches_autograd_and_finite_differences():
     u, h0, C0, W = (torch.randn(*shape, dtype=torch.float64, requires_grad=True)
                     for shape in ((5, 2, 12), (2, 3), (2, 3), (12, 3)))
     assert torch.autograd.gradcheck(LSTMSequence.apply, (u, h0, C0, W))
+
+
+def test_compiled_gate_math_equals_torch_ops_float32(monkeypatch):
+    """Outputs and every gradient, at a char-level-like width, with the gradient of a batch-first output
+    (a transposed, non-contiguous d_hs) and without a gradient for C_T."""
+    if kernels.lstm_pointwise() is None:
+        pytest.skip("no compiled gate math here (see test_lstm_handwritten_bptt_matches_autograd_...)")
+    torch.manual_seed(0)
+    u, h0, C0 = torch.randn(9, 6, 4 * 40), torch.randn(6, 40), torch.randn(6, 40)
+    W = torch.randn(4 * 40, 40) * 0.2
+    results = []
+    for compiled in (True, False):
+        if not compiled:
+            monkeypatch.setattr(kernels, "lstm_pointwise", lambda: None)
+        inputs = [t.clone().requires_grad_(True) for t in (u, h0, C0, W)]
+        hs, C = LSTMSequence.apply(*inputs)
+        target = torch.randn(6, 9, 40, generator=torch.Generator().manual_seed(1))
+        (hs.transpose(0, 1) * target).sum().backward()
+        results.append([hs, C] + [t.grad for t in inputs])
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_compiler_the_gate_math_runs_as_torch_ops(monkeypatch, caplog):
+    monkeypatch.setenv("CXX", "no-such-compiler-rnnlab")
+    monkeypatch.setattr(kernels, "lstm_pointwise", kernels.lstm_pointwise.__wrapped__)  # uncached
+    with caplog.at_level(logging.WARNING, logger="rnnlab.nn.kernels"):
+        assert kernels.lstm_pointwise() is None
+    assert "no C++ compiler (no-such-compiler-rnnlab) found" in caplog.text
+    layer = recurrent_layer("lstm", 3, 4, backend="scratch")
+    outputs, _ = layer(torch.randn(2, 5, 3))
+    assert outputs.shape == (2, 5, 4) and torch.isfinite(outputs).all()
+
+
+def test_a_lock_left_by_a_killed_build_is_removed(monkeypatch, caplog):
+    """torch's extension loader waits on the lock file of a build in progress: one a killed build left behind
+    must not hang every later run."""
+    if kernels.lstm_pointwise() is None:
+        pytest.skip("no compiled gate math here")
+    import os
+    import time
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    lock = Path(cpp_extension._get_build_directory(kernels.build_name(), verbose=False)) / "lock"
+    lock.write_text("")
+    old = time.time() - kernels.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    monkeypatch.setattr(kernels, "lstm_pointwise", kernels.lstm_pointwise.__wrapped__)  # uncached
+    with caplog.at_level(logging.WARNING, logger="rnnlab.nn.kernels"):
+        assert kernels.lstm_pointwise() is not None
+    assert not lock.exists() and "left by a build that did not finish" in caplog.text

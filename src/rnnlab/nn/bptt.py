@@ -20,11 +20,17 @@ step by step, with the weight gradient summed in one GEMM over all steps at the 
 
 Used for unpadded batches only (padding and the gradient diagnostics' per-step trace take the
 autograd path through `LSTMCell.step`); tests check both paths give the same outputs and gradients.
+
+The pointwise lines of each step (everything but the two GEMMs) run in one compiled pass on the CPU
+(csrc/lstm_pointwise.cpp, the same equations; rnnlab/nn/kernels.py builds it) and as the torch ops below
+elsewhere, or when no compiler is found, or with RNNLAB_KERNELS=0.
 """
 
 from __future__ import annotations
 
 import torch
+
+from rnnlab.nn import kernels
 
 
 class LSTMSequence(torch.autograd.Function):
@@ -38,8 +44,13 @@ class LSTMSequence(torch.autograd.Function):
         hs = u.new_empty(T + 1, *h0.shape)  # h_0 .. h_T
         Cs = u.new_empty(T + 1, *C0.shape)  # C_0 .. C_T
         hs[0], Cs[0] = h0, C0
+        compiled = kernels.lstm_pointwise() if kernels.usable(u, h0, C0, W_rec) else None
+        ctx.compiled = compiled
         for t in range(T):
             a = torch.addmm(u[t], hs[t], W_rec_T, out=gates[t])
+            if compiled is not None:
+                compiled.forward_step(a, Cs[t], Cs[t + 1], hs[t + 1])
+                continue
             torch.sigmoid(a[:, : 2 * H], out=a[:, : 2 * H])  # i, f
             torch.tanh(a[:, 2 * H : 3 * H], out=a[:, 2 * H : 3 * H])  # C̃
             torch.sigmoid(a[:, 3 * H :], out=a[:, 3 * H :])  # o
@@ -54,11 +65,17 @@ class LSTMSequence(torch.autograd.Function):
         gates, hs, Cs, W_rec = ctx.saved_tensors
         T = gates.size(0)
         d_gates = torch.empty_like(gates)  # δa_t for every t
-        d_h = torch.zeros_like(hs[0]) if d_hs is None else d_hs[-1].clone()
-        d_C = torch.zeros_like(Cs[0]) if d_CT is None else d_CT.clone()
+        contiguous = torch.contiguous_format  # the compiled kernel reads and writes rows in place
+        d_h = torch.zeros_like(hs[0]) if d_hs is None else d_hs[-1].clone(memory_format=contiguous)
+        d_C = torch.zeros_like(Cs[0]) if d_CT is None else d_CT.clone(memory_format=contiguous)
+        compiled = ctx.compiled
         for t in reversed(range(T)):
             if d_hs is not None and t < T - 1:
                 d_h += d_hs[t]
+            if compiled is not None:
+                compiled.backward_step(gates[t], Cs[t], Cs[t + 1], d_h, d_C, d_gates[t])  # d_C becomes ∂L/∂C_{t-1}
+                d_h = d_gates[t] @ W_rec
+                continue
             i, f, C_tilde, o = gates[t].chunk(4, dim=-1)
             tanh_C = torch.tanh(Cs[t + 1])
             d_C.addcmul_(d_h * o, 1 - tanh_C * tanh_C)  # δC += δh ⊙ o ⊙ (1 − tanh²C_t)

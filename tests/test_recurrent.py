@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from torch.func import functional_call
+from torch.utils import cpp_extension
 
 from rnnlab.nn import kernels, recurrent_layer
 from rnnlab.nn.bptt import LSTMSequence
@@ -271,12 +275,6 @@ def test_a_lock_left_by_a_killed_build_is_removed(monkeypatch, caplog):
     must not hang every later run."""
     if kernels.lstm_pointwise() is None:
         pytest.skip("no compiled gate math here")
-    import os
-    import time
-    from pathlib import Path
-
-    from torch.utils import cpp_extension
-
     lock = Path(cpp_extension._get_build_directory(kernels.build_name(), verbose=False)) / "lock"
     lock.write_text("")
     old = time.time() - kernels.STALE_LOCK_SECONDS - 60

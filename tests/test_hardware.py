@@ -3,7 +3,10 @@ the fix; what it can (bf16-mixed and compile on the CPU) trains; a Hydra job lea
 
 from __future__ import annotations
 
+import ast
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -71,12 +74,49 @@ def test_compile_needs_a_network_and_on_the_cpu_a_compiler(make_cfg, monkeypatch
         hardware.check(make_cfg("compile=true"))
 
 
-def test_bf16_mixed_trains_the_lm_on_the_cpu(make_cfg):
+def test_bf16_mixed_trains_the_lm_where_this_cpu_can_and_stops_with_one_line_where_not(make_cfg):
+    failure = hardware.cpu_bf16_failure("lstm", "fused")
+    if failure is not None:  # e.g. an AVX2-only AMD EPYC: oneDNN has no bfloat16 LSTM there
+        with pytest.raises(ConfigError, match="this CPU cannot run the fused lstm in bfloat16 .*32-true") as error:
+            train(make_cfg(*FAST, "trainer.precision=bf16-mixed"))
+        assert "\n" not in str(error.value)
+        return
     full = train(make_cfg(*FAST))
     mixed = train(make_cfg(*FAST, "trainer.precision=bf16-mixed"))
     # the same fit with bfloat16 matmuls: close to, not equal to, float32
     assert mixed["val/loss"] == pytest.approx(full["val/loss"], abs=0.05)
     assert mixed["val/loss"] != full["val/loss"]
+
+
+def test_a_cpu_without_bf16_cells_stops_before_training_naming_the_fixes(make_cfg, monkeypatch):
+    """The probe's answer forced both ways: the fused cell fails, then the scratch one too."""
+    lacking = {"fused"}
+    monkeypatch.setattr(hardware, "cpu_bf16_failure",
+                        lambda cell, backend, *_: "no primitive" if backend in lacking else None)
+    cfg = make_cfg("trainer.precision=bf16-mixed")
+    with pytest.raises(ConfigError) as error:
+        hardware.check(cfg)
+    assert str(error.value) == ("trainer.precision=bf16-mixed: this CPU cannot run the fused lstm in bfloat16 (no "
+                                "primitive): use trainer.precision=32-true or model.backend=scratch (its recurrence "
+                                "runs in float32 under bf16-mixed)")
+    lacking.add("scratch")
+    with pytest.raises(ConfigError, match=r"\(no primitive\): use trainer.precision=32-true$"):
+        hardware.check(cfg)
+    hardware.check(make_cfg("trainer.precision=bf16-mixed", "model=ngram", tiny=False))  # no cell to run
+    hardware.check(make_cfg())  # 32-true never asks
+
+
+def test_the_bf16_probe_finds_the_lstm_onednn_lacks_on_avx2():
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN behave as on an AVX2-only CPU, whatever this one is."""
+    probe = ("from rnnlab import hardware; "
+             "print([hardware.cpu_bf16_failure(c, b) for c in ('lstm', 'gru', 'rnn') for b in ('fused', 'scratch')])")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "RNNLAB_KERNELS": "0", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    lstm_fused, *others = answers
+    assert lstm_fused == "could not create a primitive descriptor for the LSTM forward propagation primitive"
+    assert others == [None] * 5  # the scratch LSTM, both GRUs and both Elman RNNs run there
 
 
 @pytest.mark.slow  # torch.compile's first compilation of the LSTM takes a minute or more on 2 busy cores

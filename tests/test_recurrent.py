@@ -115,6 +115,24 @@ def test_padded_batch_equals_each_sequence_alone(cell, options, backend):
             torch.testing.assert_close(f[:, i : i + 1], a, **TOL)
 
 
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("cell,options", SCRATCH, ids=SCRATCH_IDS)
+def test_scratch_cells_run_under_bf16_autocast_with_a_float32_recurrence(cell, options, padded):
+    """trainer.precision=bf16-mixed: W_in x_t + b in bfloat16, the state carried in float32 (it failed on mixed
+    dtypes before); the result is the float32 one to bfloat16's precision, and every parameter gets a gradient."""
+    torch.manual_seed(0)
+    layer = recurrent_layer(cell, 5, 7, num_layers=2, bidirectional=True, backend="scratch", **options)
+    x = torch.randn(3, 6, 5)
+    lengths = torch.tensor([6, 2, 4]) if padded else None
+    reference, _ = layer(x, lengths=lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs, final = layer(x, lengths=lengths)
+    assert outputs.dtype == torch.float32 and flat(final).dtype == torch.float32
+    torch.testing.assert_close(outputs, reference, atol=3e-2, rtol=0)
+    outputs.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+
+
 @pytest.mark.parametrize("cell,options", SCRATCH, ids=SCRATCH_IDS)
 def test_gradcheck_float64(cell, options):
     """Autograd through every scratch cell, leaky and skip included, against finite differences."""

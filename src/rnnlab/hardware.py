@@ -2,8 +2,9 @@
 `compile`, and data-parallel (DDP) runs inside Hydra jobs.
 
 `check` turns combinations that would fail late, or silently run elsewhere, into one-line errors naming the fix:
-a GPU profile without CUDA, mps without MPS, trainer.precision=16-mixed on the CPU, ddp_multinode outside a SLURM
-allocation (or sized unlike it), compile=true without a C++ compiler, DDP under the joblib launcher.
+a GPU profile without CUDA, mps without MPS, trainer.precision=16-mixed on the CPU, bf16-mixed on a CPU whose
+oneDNN cannot run the configured cell in bfloat16 (probed once), ddp_multinode outside a SLURM allocation (or sized
+unlike it), compile=true without a C++ compiler, DDP under the joblib launcher.
 
 DDP in a Hydra job. Lightning starts ranks 1..N-1 of a single-node DDP run by running the script again with
 sys.argv. In a sweep sys.argv is the whole sweep (`-m model=rnn,gru ...`): rank 1 would run a sweep of its own,
@@ -20,6 +21,7 @@ start ranks: refused. `ProcessReport` logs each process's rank and a digest of i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -37,6 +39,7 @@ from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError
+from rnnlab.nn.recurrent import CELLS, recurrent_layer
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ def check(cfg: DictConfig) -> None:
                           "(torch.cuda.is_available() is False): use hardware=cpu or hardware=ddp_cpu")
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("trainer.accelerator=mps but MPS is not available here: use hardware=cpu")
-    _check_precision(str(trainer.get("precision", "32-true")), accelerator)
+    _check_precision(str(trainer.get("precision", "32-true")), accelerator, cfg.model)
     if int(trainer.get("num_nodes", 1)) > 1 or choices.get("hardware") == "ddp_multinode":
         _check_slurm(trainer, profile)
     _check_compile(cfg, accelerator)
@@ -80,7 +83,7 @@ def is_distributed(trainer: DictConfig) -> bool:
     return many_devices or int(trainer.get("num_nodes", 1)) > 1 or "ddp" in strategy
 
 
-def _check_precision(precision: str, accelerator: str) -> None:
+def _check_precision(precision: str, accelerator: str, model: DictConfig) -> None:
     precision = {"32": "32-true", "64": "64-true"}.get(precision, precision)
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision} is not supported here: use 32-true, bf16-mixed or "
@@ -92,6 +95,42 @@ def _check_precision(precision: str, accelerator: str) -> None:
     if precision == "bf16-mixed" and accelerator in ("gpu", "cuda") and not torch.cuda.is_bf16_supported():
         raise ConfigError("trainer.precision=bf16-mixed but this GPU has no bfloat16 (it needs Ampere or later): "
                           "use trainer.precision=16-mixed")
+    if precision == "bf16-mixed" and on_cpu and model.get("cell") in CELLS:
+        _check_cpu_bf16_cells(model)
+
+
+def _check_cpu_bf16_cells(model: DictConfig) -> None:
+    """Some CPUs cannot run torch's fused cells in bfloat16: on an AVX2-only AMD EPYC, oneDNN has no bf16 LSTM
+    ("could not create a primitive descriptor for the LSTM forward propagation primitive", mid-fit). Ask once."""
+    cell, backend = str(model.cell), str(model.get("backend", "fused"))
+    nonlinearity, bidirectional = str(model.get("nonlinearity", "tanh")), bool(model.get("bidirectional", False))
+    failure = cpu_bf16_failure(cell, backend, nonlinearity, bidirectional)
+    if failure is None:
+        return
+    fixes = "use trainer.precision=32-true"
+    if backend == "fused" and cpu_bf16_failure(cell, "scratch", nonlinearity, bidirectional) is None:
+        fixes += " or model.backend=scratch (its recurrence runs in float32 under bf16-mixed)"
+    raise ConfigError(f"trainer.precision=bf16-mixed: this CPU cannot run the {backend} {cell} in bfloat16 "
+                      f"({failure}): {fixes}")
+
+
+@functools.cache
+def cpu_bf16_failure(cell: str, backend: str, nonlinearity: str = "tanh", bidirectional: bool = False) -> str | None:
+    """Why this CPU cannot run a `cell` layer of `backend` forward and backward under bfloat16 autocast, as a fit
+    with trainer.precision=bf16-mixed would (padded batches included), or None when it can. A few milliseconds."""
+    with torch.random.fork_rng(devices=[]):  # the run's own random state stays as it was
+        torch.manual_seed(0)
+        layer = recurrent_layer(cell, 4, 8, bidirectional=bidirectional, nonlinearity=nonlinearity, backend=backend)
+        inputs = torch.randn(2, 3, 4)
+        try:
+            for lengths in (None, torch.tensor([3, 2])):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    outputs, _ = layer(inputs, lengths=lengths)
+                outputs.float().sum().backward()
+        except RuntimeError as error:
+            # oneDNN's message goes on with ". Run workload with environment variable ONEDNN_VERBOSE=..."
+            return str(error).strip().split(". ")[0].splitlines()[0] or type(error).__name__
+    return None
 
 
 def _check_slurm(trainer: DictConfig, profile: str) -> None:

@@ -196,6 +196,18 @@ def _unroll(cell: Cell, x: torch.Tensor, state, mask: torch.Tensor | None, trace
     # W_in x_t + b for all t: one GEMM outside the loop, time-major so each u_t is contiguous. A batch-major
     # x is copied to time-major first: the GEMM on the transposed view measured ~15 % slower than copy + GEMM
     u = cell.project(x.transpose(0, 1).contiguous())
+    # Under mixed precision (autocast) the projection above runs in bfloat16/float16 and the recurrence below in
+    # float32: the state is carried through every step (bfloat16 keeps 8 bits of mantissa), and the compiled
+    # LSTM kernel is float32. torch's fused cells decide this for themselves.
+    with torch.autocast(u.device.type, enabled=False):
+        if u.dtype in (torch.bfloat16, torch.float16):
+            u = u.float()
+        state = tuple(s.to(u.dtype) for s in state) if isinstance(state, tuple) else state.to(u.dtype)
+        return _unroll_projected(cell, u, state, mask, trace)
+
+
+def _unroll_projected(cell: Cell, u: torch.Tensor, state, mask: torch.Tensor | None, trace: list | None):
+    """_unroll from u = W_in x_t + b (T, B, G·H), time-major."""
     if isinstance(cell, LSTMCell) and mask is None and trace is None:
         hs, C = LSTMSequence.apply(u, *state, cell.W_rec)  # the same equations, backward by hand
         return hs.transpose(0, 1), (hs[-1], C)

@@ -1,9 +1,19 @@
-"""Compose the real configs (Hydra compose API) exactly as train.py does, into a temporary tree."""
+"""Compose the real configs (Hydra compose API) exactly as train.py does, into a temporary tree; start processes
+that the test owns (`owned_process`, `run_owned`) and fail a test that leaves one running."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -77,3 +87,134 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# --- processes: a test owns what it starts ---------------------------------------------------------------------
+@contextmanager
+def owned_process(command: Sequence[str], **popen_kwargs) -> Iterator[subprocess.Popen]:
+    """subprocess.Popen in a process group of its own, killed whole (SIGKILL) when the block ends, however it ends:
+    a failed assertion or a timeout never leaves a sweep and its jobs running."""
+    process = subprocess.Popen(command, start_new_session=True, **popen_kwargs)
+    try:
+        yield process
+    finally:
+        kill_group(process)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # the group is gone already
+        pass
+    process.wait()
+    for stream in (process.stdout, process.stderr, process.stdin):
+        if stream is not None:
+            stream.close()
+
+
+def run_owned(command: Sequence[str], *, timeout: float, input: str | None = None,
+              **popen_kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(command, capture_output=True, text=True, timeout=timeout), except that a timeout kills the
+    command's whole process group (subprocess.run kills the command alone, leaving its children running)."""
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    with owned_process(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       **popen_kwargs) as process:
+        try:
+            stdout, stderr = process.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as expired:
+            pytest.fail(f"{' '.join(map(str, command))[:300]} ran past {timeout} s; killed its process group. "
+                        f"Its stderr so far: {(expired.stderr or b'')[-2000:]!r}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+# Processes that live as long as the test process by design, started by a library on first use.
+LONG_LIVED = ("torch/_inductor/compile_worker", "multiprocessing.resource_tracker", "multiprocessing.forkserver")
+PR_SET_CHILD_SUBREAPER = 36
+_module_baseline: dict[str, set[int]] = {}  # module → the processes running before its first test's setup
+_fixture_groups: set[int] = set()  # process groups that a module's fixture owns, e.g. a server a test restarts
+
+
+def owned_by_fixture(process: subprocess.Popen) -> None:
+    """Let `process` (started with start_new_session=True) and its group outlive the test that started it: a
+    module-scoped fixture owns it and stops it by the end of the module, which is checked."""
+    _fixture_groups.add(os.getpgid(process.pid))
+
+
+def pytest_configure(config):
+    """Make this process adopt its orphaned descendants (Linux): a grandchild whose parent died (a sweep's job
+    after its killed sweep) then still shows up below, instead of running on unseen under init.
+
+    And give SIGINT its usual meaning here and in every process a test starts. A shell starts a background job
+    (`make test &`, a CI runner's script) with SIGINT ignored, and an ignored signal stays ignored across fork
+    and exec: a sweep started by a test then cannot be interrupted as a user's Ctrl-C interrupts it, and
+    test_ctrl_c_ends_the_parent_killed waits in vain. A handler (unlike SIG_IGN) is reset to the default at exec."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _running_descendants() -> dict[int, str]:
+    found = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if not any(marker in command for marker in LONG_LIVED):
+            found[child.pid] = command
+    return found
+
+
+# No process outlives what started it: what a test's body starts must be gone when the test is torn down, and
+# what a fixture starts (a module's server) when the fixture's scope ends. Otherwise the test fails, and what it
+# left is killed, so that it cannot slow or disturb the tests after it.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    _module_baseline.setdefault(item.module.__name__, set(_running_descendants()))
+    item.stash[_BEFORE_CALL] = set(_running_descendants())  # replaced when the test's body starts
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    item.stash[_BEFORE_CALL] = set(_running_descendants())
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    result = yield
+    allowed = item.stash.get(_BEFORE_CALL, set()) | _in_groups(_fixture_groups)
+    if nextitem is None or nextitem.module is not item.module:  # the module's fixtures have been torn down
+        allowed = _module_baseline.pop(item.module.__name__, set())
+        _fixture_groups.clear()
+    deadline = time.monotonic() + 10  # a grace for processes still exiting
+    while (left := {pid: cmd for pid, cmd in _running_descendants().items() if pid not in allowed}) and \
+            time.monotonic() < deadline:
+        time.sleep(0.2)
+    if left:
+        for pid in left:
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+        listing = "; ".join(f"{pid}: {command[:200]}" for pid, command in left.items())
+        pytest.fail(f"{item.nodeid} left {len(left)} process(es) running (killed now): {listing}", pytrace=False)
+    return result
+
+
+def _in_groups(groups: set[int]) -> set[int]:
+    members = set()
+    for pid in _running_descendants():
+        try:
+            if os.getpgid(pid) in groups:
+                members.add(pid)
+        except ProcessLookupError:
+            pass
+    return members
+
+
+_BEFORE_CALL = pytest.StashKey[set]()

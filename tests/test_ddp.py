@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import ROOT, TINY, compose_train
+from conftest import ROOT, TINY, compose_train, run_owned
 from hydra.utils import instantiate
 
 from rnnlab.data.synthetic_lm import SyntheticLMDataModule
@@ -35,8 +35,7 @@ QUIET = ["+trainer.enable_progress_bar=false", "model.dropout=0"]  # dropout 0: 
 
 def run_train(*overrides: str, tracking_uri: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": tracking_uri}
-    result = subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = run_owned([sys.executable, "train.py", *overrides], cwd=ROOT, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -61,6 +60,7 @@ def config_digests(job_dir: Path) -> dict[int, str]:
     return found
 
 
+@pytest.mark.slow  # the module's DDP sweep: ~40 s; test_translation_scores_under_ddp_... runs DDP in `make test`
 def test_every_rank_of_a_sweep_job_trains_that_jobs_config(sweep):
     digests = [config_digests(sweep.dir / str(job)) for job in (0, 1)]
     assert all(set(job) == {0, 1} and job[0] == job[1] for job in digests), digests
@@ -70,6 +70,7 @@ def test_every_rank_of_a_sweep_job_trains_that_jobs_config(sweep):
     assert not (sweep.logs / "multiruns").exists() and not (sweep.logs / "runs").exists()
 
 
+@pytest.mark.slow  # the module's DDP sweep: ~40 s; test_translation_scores_under_ddp_... runs DDP in `make test`
 def test_every_sweep_job_is_one_mlflow_run(sweep):
     client = mlflow.MlflowClient(sweep.uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
@@ -78,6 +79,7 @@ def test_every_sweep_job_is_one_mlflow_run(sweep):
     assert all(run.info.status == "FINISHED" and "val/loss" in run.data.metrics for run in jobs)
 
 
+@pytest.mark.slow  # the module's DDP sweep: ~40 s; test_translation_scores_under_ddp_... runs DDP in `make test`
 def test_a_ddp_fit_equals_a_one_process_fit(sweep, make_cfg):
     """data.batch_size rows split over 2 processes: the same gradients, the same windows, the same tokens scored."""
     ddp = json.loads((sweep.dir / "0" / "metrics.json").read_text())  # job 0: model=rnn
@@ -87,6 +89,7 @@ def test_a_ddp_fit_equals_a_one_process_fit(sweep, make_cfg):
         assert ddp[key] == pytest.approx(one[key], rel=1e-4), key
 
 
+@pytest.mark.slow  # ~25 s: an Optuna search of DDP trials in a subprocess
 def test_every_rank_of_an_optuna_trial_trains_the_sampled_values(tmp_path):
     """An hparams_search preset makes the job's own config a multirun and its trial reads the study it names."""
     run_train("hparams_search=lm_lstm", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=ddp", "hardware=ddp_cpu",

@@ -7,7 +7,7 @@ import sys
 
 import mlflow
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_owned
 
 from rnnlab.errors import ConfigError
 from rnnlab.training import train
@@ -52,8 +52,7 @@ def test_rnn_nonlinearity_is_checked(make_cfg):
 
 
 def run_cli(*overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "train.py", *overrides], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return run_owned([sys.executable, "train.py", *overrides], cwd=ROOT, timeout=120)
 
 
 def test_cli_prints_one_line_and_exits_nonzero():

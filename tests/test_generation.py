@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, SHARED_DATA, tracked_fit
+from conftest import ROOT, SHARED_DATA, run_owned, tracked_fit
 from hydra.utils import instantiate
 from torch import nn
 
@@ -159,8 +159,7 @@ def shakespeare_run(tmp_path_factory):
 
 def generate(*overrides: str, uri: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.run([sys.executable, "generate.py", *overrides], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return run_owned([sys.executable, "generate.py", *overrides], cwd=ROOT, env=env, timeout=120)
 
 
 def test_char_level_run_reports_bits_per_character(shakespeare_run):

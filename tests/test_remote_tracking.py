@@ -18,6 +18,7 @@ import lightning.pytorch as L
 import mlflow
 import pytest
 import requests
+from conftest import owned_by_fixture
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
@@ -55,6 +56,7 @@ class Server:
         with open(self.folder / "server.log", "a") as log:
             self.process = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                                             stderr=log)
+        owned_by_fixture(self.process)  # a test may restart the module's server; the module stops it
         return self
 
     def ready(self) -> Server:

@@ -21,7 +21,7 @@ import lightning.pytorch as L
 import mlflow
 import pytest
 import torch
-from conftest import ROOT, compose_train
+from conftest import ROOT, compose_train, run_owned
 
 from rnnlab import checkpoint_io, resume
 from rnnlab.checkpoints import read_checkpoint
@@ -113,8 +113,8 @@ def test_lm_killed_with_sigkill_resumes_exactly_through_train_py(hardware, tmp_p
     reference_dir, run_dir = logs / "runs" / "today" / "reference", logs / "runs" / "today" / "killed"
 
     def train_py(*overrides: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "train.py", *overrides, f"paths.log_dir={logs}"], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=300)
+        return run_owned([sys.executable, "train.py", *overrides, f"paths.log_dir={logs}"], cwd=ROOT, env=env,
+                         timeout=300)
 
     assert train_py(*LM, f"hardware={hardware}", f"hydra.run.dir={reference_dir}").returncode == 0
     killed = train_py(*LM, f"hardware={hardware}", f"hydra.run.dir={run_dir}",
@@ -223,8 +223,7 @@ def test_resume_of_nothing_says_what_to_give(target, message, tmp_path):
 
 
 def test_cli_resume_errors_are_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "train.py", f"resume={tmp_path}"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = run_owned([sys.executable, "train.py", f"resume={tmp_path}"], cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (f"error: resume={tmp_path}: there is no checkpoints/last.ckpt in that directory "
                                      f"(the run stopped before its first checkpoint, or ran without the checkpoint "
@@ -344,8 +343,7 @@ def test_an_unwritable_output_directory_fails_before_training(tmp_path):
     cfg.paths.output_dir = str(tmp_path / "a_file" / "run")
     with pytest.raises(ConfigError, match=r"paths.output_dir=.*a_file/run is not writable: Not a directory"):
         train(cfg)
-    result = subprocess.run([sys.executable, "train.py", f"hydra.run.dir={tmp_path}/a_file/run"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = run_owned([sys.executable, "train.py", f"hydra.run.dir={tmp_path}/a_file/run"], cwd=ROOT, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == (f"error: hydra.run.dir={tmp_path}/a_file/run is not writable: Not a directory; "
                                      f"choose a directory you can write to, or fix its permissions")

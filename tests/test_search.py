@@ -5,7 +5,6 @@ SIGKILL."""
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CONF, ROOT, TINY
+from conftest import CONF, ROOT, TINY, owned_process, run_owned
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -158,7 +157,7 @@ def test_search_prunes_records_failures_and_returns_the_metric(tmp_path):
                              "trainer.gradient_clip_val=0.5", "hydra/sweeper/sampler=grid",
                              "hydra/sweeper/pruner=threshold",
                              "hydra.sweeper.pruner.upper=65")  # val/ppl after epoch 0: about 50 and 80
-    done = subprocess.run(command, cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    done = run_owned(command, cwd=ROOT, env=environment(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
     trials = {t.params["optimizer.lr"]: t for t in load_study(tmp_path, "prune").trials}
@@ -188,30 +187,30 @@ def test_search_prunes_records_failures_and_returns_the_metric(tmp_path):
     assert runs[pruned.number].data.tags["optuna.pruned_at_epoch"] == "0"
 
 
+@pytest.mark.slow  # ~20 s: a search killed and run again; the search itself is tested above
 @pytest.mark.usefixtures("one_thread")
 def test_killed_search_resumes_where_it_stopped(tmp_path):
     """SIGKILL during trial 1; the same command again marks it FAIL (interrupted), reruns its values first,
     keeps the finished trials and ends with n_trials counted. The space's lr comes from the command line."""
     command = search_command(tmp_path, "resume", "logger=none", "hydra.sweeper.n_trials=2",
                              "hydra.sweeper.params.optimizer.lr='tag(log, interval(1e-3, 1e-2))'")
-    search = subprocess.Popen(command, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while True:
-        assert time.monotonic() < deadline and search.poll() is None, "the search ended before it could be killed"
-        states = trial_states(tmp_path / "logs" / "optuna.db")
-        if "COMPLETE" in states.values() and running_with_params(tmp_path / "logs" / "optuna.db"):
-            os.killpg(search.pid, signal.SIGKILL)
-            search.wait()
-            break
-        time.sleep(0.2)
+    with owned_process(command, cwd=ROOT, env=environment(tmp_path), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL) as search:
+        deadline = time.monotonic() + 300
+        while True:
+            assert search.poll() is None, "the search ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial finished and the next started within 300 s"
+            states = trial_states(tmp_path / "logs" / "optuna.db")
+            if "COMPLETE" in states.values() and running_with_params(tmp_path / "logs" / "optuna.db"):
+                break  # leaving the block kills the search's whole process group (SIGKILL)
+            time.sleep(0.2)
     states = trial_states(tmp_path / "logs" / "optuna.db")  # as the kill left them
     (killed,) = [number for number, state in states.items() if state == "RUNNING"]
     trials = load_study(tmp_path, "resume").trials
     assert trials[killed].state is TrialState.RUNNING  # as the killed search left it
     before = {t.number: (t.value, t.datetime_complete) for t in trials if t.state is TrialState.COMPLETE}
 
-    done = subprocess.run(command, cwd=ROOT, env=environment(tmp_path), capture_output=True, text=True, timeout=600)
+    done = run_owned(command, cwd=ROOT, env=environment(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = load_study(tmp_path, "resume").trials
     interrupted = trials[killed]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import CONF, ROOT, TINY, compose_train
+from conftest import CONF, ROOT, TINY, compose_train, owned_process, run_owned
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,16 +33,18 @@ QUICK = [*TINY, "data.train_tokens=8000", "data.val_tokens=2000", "data.test_tok
          "+trainer.enable_progress_bar=false", "logger.mlflow.log_model=false"]
 
 
-def sweep_cli(tmp_path: Path, *overrides: str, wait: bool = True, timeout: float = 240):
+def sweep_command(tmp_path: Path, *overrides: str) -> tuple[list[str], dict[str, str]]:
+    """`train.py -m QUICK... overrides` into tmp_path's store, and the environment to run it in."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1"}
     for name in (sweep.CHILD_ENV, sweep.PARENT_ENV, "HYDRA_FULL_ERROR"):
         env.pop(name, None)
-    command = [sys.executable, "train.py", "-m", *QUICK, f"paths.log_dir={tmp_path}", *overrides]
-    if not wait:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return [sys.executable, "train.py", "-m", *QUICK, f"paths.log_dir={tmp_path}", *overrides], env
+
+
+def sweep_cli(tmp_path: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command, env = sweep_command(tmp_path, *overrides)
+    return run_owned(command, cwd=ROOT, env=env, timeout=timeout)
 
 
 def all_runs(client: mlflow.MlflowClient) -> list[mlflow.entities.Run]:
@@ -116,6 +118,7 @@ def test_failed_jobs_are_children_the_others_still_run_and_the_parent_fails(tmp_
     assert (sweep_dir / "sweep_summary.md").read_text() == markdown
 
 
+@pytest.mark.slow  # ~30 s: 4 jobs in 2 worker processes; the basic launcher's sweeps above run in `make test`
 def test_joblib_jobs_in_parallel_into_a_new_store(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
     result = sweep_cli(tmp_path, "model=rnn,gru", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
@@ -138,6 +141,7 @@ def test_joblib_jobs_in_parallel_into_a_new_store(tmp_path):
     assert_summary_matches(rows, children)
 
 
+@pytest.mark.slow  # ~25 s: a subprocess per job
 def test_submitit_local_jobs_are_children(tmp_path):
     result = sweep_cli(tmp_path, "model=rnn,gru", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -148,23 +152,41 @@ def test_submitit_local_jobs_are_children(tmp_path):
     assert all("test/ppl" in child.data.metrics for child in children)
 
 
+def signal_masks(pid: int) -> str:
+    """The signals a process blocks and ignores (Linux), e.g. "SigBlk: 0000000000000000, SigIgn: ..."."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "signal masks unknown"
+    return ", ".join(line.replace("\t", " ") for line in lines if line.startswith(("SigBlk", "SigIgn")))
+
+
 def test_ctrl_c_ends_the_parent_killed(tmp_path):
+    """Ctrl-C (SIGINT to the sweep's process group) while the first job trains."""
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     mlflow_store.ensure_store(client.tracking_uri)  # before we look into it while the sweep writes
-    process = sweep_cli(tmp_path, "model=rnn,gru", "trainer.max_epochs=1000", "callbacks.early_stopping=null",
-                        wait=False)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:  # interrupt while the first job trains (it has logged a step), not
-        time.sleep(1)                    # while its run is still being set up
-        if any(r.info.status == "RUNNING" and "sweep.job" in r.data.tags and "train/loss" in r.data.metrics
-               for r in all_runs(client)):
-            break
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    command, env = sweep_command(tmp_path, "model=rnn,gru", "trainer.max_epochs=1000", "callbacks.early_stopping=null")
+    log = tmp_path / "sweep.log"  # a file, not a pipe: a pipe nobody reads fills up and stalls the sweep
+    with log.open("w") as output, owned_process(command, cwd=ROOT, env=env, stdout=output,
+                                                stderr=subprocess.STDOUT) as process:
+        deadline = time.monotonic() + 300
+        while not any(r.info.status == "RUNNING" and "train/loss" in r.data.metrics and "sweep.job" in r.data.tags
+                      for r in all_runs(client)):  # interrupt while the first job trains, not while it sets up
+            assert process.poll() is None, f"the sweep ended before it was interrupted: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no job logged a step within 300 s: {log.read_text()[-3000:]}"
+            time.sleep(0.5)
+        masks = signal_masks(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        interrupted = time.monotonic()
+        try:
+            process.wait(timeout=240)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the sweep still ran 240 s after Ctrl-C ({masks}): {log.read_text()[-3000:]}")
     assert process.returncode != 0
     parent, children = runs(tmp_path)
-    assert parent.info.status == "KILLED", output[-3000:]
-    assert [child.info.run_name for child in children] == ["rnn"]  # the second job never started
+    stopped = f"exited {time.monotonic() - interrupted:.0f} s after SIGINT: {log.read_text()[-3000:]}"
+    assert parent.info.status == "KILLED", stopped
+    assert [child.info.run_name for child in children] == ["rnn"], stopped  # the second job never started
     assert children[0].info.status in ("FAILED", "KILLED")  # Lightning ends an interrupted fit FAILED
 
 

@@ -14,7 +14,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import CONF, ROOT, compose_train, tracked_fit
+from conftest import CONF, ROOT, compose_train, run_owned, tracked_fit
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -262,8 +262,7 @@ def test_a_tracked_run_logs_scores_signature_samples_and_heatmaps(run):
 
 def script(name: str, *overrides: str, uri: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, name, *overrides], cwd=ROOT, env=env, capture_output=True, text=True,
-                          input=stdin, timeout=120)
+    return run_owned([sys.executable, name, *overrides], cwd=ROOT, env=env, input=stdin, timeout=120)
 
 
 def test_translate_py_from_the_run_id_and_from_the_checkpoint_file(run, tmp_path):

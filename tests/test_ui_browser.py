@@ -23,7 +23,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, run_owned
 
 from rnnlab.tracking.report import write_report
 
@@ -69,11 +69,11 @@ def mlflow_server(tmp_path):
 @pytest.mark.slow  # 50-110 s on 2 busy cores: the server's start, a 2-job sweep, two page loads
 def test_sweep_runs_appear_in_the_browser(mlflow_server, tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    sweep = subprocess.run(
+    sweep = run_owned(
         [sys.executable, "train.py", "-m", "model=rnn,gru", *TINY, f"paths.log_dir={tmp_path}/logs",
          f"hydra.sweep.dir={tmp_path}/multirun", "logger.mlflow.artifact_location=null",  # the server keeps them
          "callbacks.progress_bar.refresh_rate=0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, env=env, timeout=600)
     assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
 
     client = mlflow.MlflowClient(mlflow_server)
@@ -112,12 +112,12 @@ def _render(url: str, profile: Path, screenshot: Path, expected: list, experimen
                                            rf"</span>") for run in expected}
     for _ in range(attempts):
         screenshot.unlink(missing_ok=True)
-        dom = subprocess.run(
+        dom = run_owned(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={profile}", "--window-size=1400,900", "--virtual-time-budget=15000",
              f"--screenshot={screenshot}", "--dump-dom", url],
-            capture_output=True, text=True, timeout=180).stdout
+            timeout=180).stdout
         screenshot.with_suffix(".html").write_text(dom)
         missing = [name for name, link in links.items() if not link.search(dom)]
         if not missing:

@@ -7,7 +7,7 @@ sums over it (its carried hidden state included). It is written atomically (rnnl
 a kill mid-write leaves the previous one.
 
 Cost: one checkpoint write, i.e. the model and optimizer state (about 3× the weights with Adam) serialised
-and fsynced, every N steps; measured in the README ("When things go wrong").
+and fsynced, every N steps; measured in docs/troubleshooting.md.
 
 It owns last.ckpt alone (model_checkpoint keeps only the best, `save_last: false`): two writers of one name
 make Lightning's ModelCheckpoint version it (last-v1.ckpt). It is a callback of its own, not a second

@@ -28,6 +28,9 @@ RUNS = {
 }
 
 
+LM_TASK = "rnnlab.tasks.language_modeling.LanguageModelingTask"
+
+
 def _log_run(client, experiment_id, model, seed, val_losses, test_ppl, fit_seconds, status="FINISHED", parent=None):
     tags = {"task": "lm", "model": model, "hydra_overrides": f"data.bptt=8 model={model} seed={seed}"}
     if parent:
@@ -41,7 +44,8 @@ def _log_run(client, experiment_id, model, seed, val_losses, test_ppl, fit_secon
                     Metric("epoch", epoch, t + 1, end)]
         t += 10
     metrics += [Metric("test/ppl", test_ppl, t, end), Metric("fit_seconds", fit_seconds, t, 0)]
-    client.log_batch(run_id, metrics=metrics, params=[Param("model.cell", model), Param("seed", str(seed))])
+    params = [Param("model.cell", model), Param("seed", str(seed)), Param("task._target_", LM_TASK)]  # as train.py
+    client.log_batch(run_id, metrics=metrics, params=params)
     client.set_terminated(run_id, status)
     return run_id
 

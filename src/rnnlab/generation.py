@@ -24,10 +24,9 @@ from typing import Any
 
 import torch
 
-from rnnlab.checkpoints import read_checkpoint, resolve_checkpoint
+from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.language_modeling import LanguageModelingTask
-from rnnlab.tasks.ngram import NGramTask
 
 UNK_POLICIES = ("keep", "resample")
 
@@ -153,14 +152,9 @@ def load_checkpoint(ckpt: str | None, tracking_uri: str | None = None,
                     device: str = "cpu") -> tuple[torch.nn.Module, Any]:
     """(language model, tokenizer) of a task=lm checkpoint: a .ckpt path, or an MLflow run id (its best checkpoint)."""
     with tempfile.TemporaryDirectory() as download_dir:
-        checkpoint = read_checkpoint(resolve_checkpoint(ckpt, tracking_uri, download_dir), str(ckpt), device)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    if "vocab_size" not in hparams or "model" not in hparams:
-        raise ConfigError(f"ckpt={ckpt} is not a task=lm checkpoint (no vocab_size/model hyperparameters); "
-                          f"generate.py writes with language models")
-    if not hparams.get("tokenizer"):
+        task = LanguageModelingTask.from_checkpoint(resolve_checkpoint(ckpt, tracking_uri, download_dir), str(ckpt),
+                                                    device)
+    if not task.hparams.get("tokenizer"):
         raise ConfigError(f"ckpt={ckpt} holds no tokenizer (trained before checkpoints kept one, or on data "
                           f"without text), so its token ids cannot be written as text; retrain it")
-    task = (NGramTask if hparams["model"].get("family") == "ngram" else LanguageModelingTask)(**hparams)
-    task.load_state_dict(checkpoint["state_dict"])
-    return task.model.to(device), load_tokenizer(hparams["tokenizer"])
+    return task.model, load_tokenizer(task.hparams["tokenizer"])

@@ -39,6 +39,7 @@ from lightning.pytorch.strategies.launchers import subprocess_script
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError
+from rnnlab.models import registry
 from rnnlab.nn.recurrent import CELLS, recurrent_layer
 
 log = logging.getLogger(__name__)
@@ -152,9 +153,9 @@ def _check_compile(cfg: DictConfig, accelerator: str) -> None:
         raise ConfigError(f"compile={switch!r} is invalid: true (torch.compile the network) or false")
     if not switch:
         return
-    if cfg.model.get("family") == "ngram":
-        raise ConfigError("compile=true has nothing to compile for model=ngram (counted, not a network): "
-                          "set compile=false")
+    if not registry.trains(cfg.model):
+        raise ConfigError(f"compile=true has nothing to compile for model={registry.family(cfg.model)} (counted, not "
+                          f"trained): set compile=false")
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     compilers = [os.environ.get("CXX"), "g++", "clang++"]
     if on_cpu and not any(compiler and shutil.which(compiler) for compiler in compilers):

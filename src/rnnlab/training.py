@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rnnlab import checkpoint_io, config, hardware, resume
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
+from rnnlab.models import registry
 from rnnlab.tracking import mlflow_store, sweep
 from rnnlab.tracking.run_info import CurveRecorder, flatten, machine_tags, resolved_yaml, run_tags, write_metrics
 
@@ -117,16 +118,8 @@ def tracking_uri(cfg: DictConfig) -> str:
 
 
 def _task_class(cfg: DictConfig) -> type[L.LightningModule]:
-    """task._target_, except that a counted model (model=ngram) takes task=lm's counting twin."""
-    task_class = get_class(cfg.task._target_)
-    if cfg.model.get("family") != "ngram":
-        return task_class
-    from rnnlab.tasks.ngram import NGramTask
-
-    if not issubclass(NGramTask, task_class):
-        raise ConfigError(f"model=ngram is a language model: task._target_={cfg.task._target_} cannot use it; "
-                          f"use task=lm")
-    return NGramTask
+    """task._target_, or the model family's own subclass of it (model=ngram counts instead of training)."""
+    return registry.task_class(get_class(cfg.task._target_), cfg.model)
 
 
 def _instantiate(node: DictConfig, **kwargs: Any) -> Any:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.seed import isolate_rng
 
 from rnnlab.nn.recurrent import FusedRecurrent, ScratchRecurrent, copy_fused_weights, recurrent_layer
+from rnnlab.tracking.artifacts import log_files
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +134,7 @@ class GradientDiagnostics(L.Callback):
         data, plot = out / "gradients_through_time.json", out / "gradients_through_time.png"
         data.write_text(json.dumps({"quantity": "mean_b ||dL_T/dh_k||", "curves": self.curves}, indent=1) + "\n")
         plot_curves(self.curves, plot)
-        for logger in trainer.loggers:
-            if hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact"):
-                logger.experiment.log_artifact(logger.run_id, str(data))
-                logger.experiment.log_artifact(logger.run_id, str(plot))
+        log_files(trainer.loggers, [data, plot])
 
 
 def plot_curves(curves: dict[int, list[float]], path: Path, title: str = "gradient through time") -> Path:

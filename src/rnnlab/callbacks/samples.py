@@ -20,7 +20,7 @@ import torch
 
 from rnnlab import generation
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.language_modeling import LanguageModelingTask
+from rnnlab.tracking.artifacts import log_files
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class TextSamples(L.Callback):
         self.enabled = num_samples > 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        state = pl_module.hparams.get("tokenizer") if isinstance(pl_module, LanguageModelingTask) else None
+        # a language model (the task's network reads tokens and carries a state) that kept its tokenizer
+        state = pl_module.hparams.get("tokenizer") if getattr(pl_module, "shape", None) == "lm" else None
         if trainer.sanity_checking or not trainer.is_global_zero or not state or not self.enabled:
             return
         tokenizer = generation.load_tokenizer(state)
@@ -59,6 +60,4 @@ class TextSamples(L.Callback):
         path = self.output_dir / "samples" / f"epoch_{trainer.current_epoch:03d}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"{settings}\n\n{body}\n", encoding="utf-8")
-        for logger in trainer.loggers:
-            if hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact"):
-                logger.experiment.log_artifact(logger.run_id, str(path), "samples")
+        log_files(trainer.loggers, [path], "samples")

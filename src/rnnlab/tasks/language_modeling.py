@@ -22,20 +22,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from rnnlab import distributed
-from rnnlab.errors import check_options
-from rnnlab.models import RNNLanguageModel
 from rnnlab.nn import detach_state
-from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
-from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
+from rnnlab.tasks.base import Task
 
 
-class LanguageModelingTask(L.LightningModule):
+class LanguageModelingTask(Task):
+    shape, option = "lm", "task=lm"
+    data_inputs = ("vocab_size",)
+    summary_metrics = ("val/loss", "val/ppl", "val/ppl_gap", "test/ppl", "fit_seconds")
+    report_metrics = ("val/loss", "val/ppl", "test/ppl")
+
     def __init__(self, vocab_size: int, model: dict[str, Any], optimizer: dict[str, Any],
                  scheduler: dict[str, Any] | None = None, carry_state: bool = True, tokenizer: dict | None = None):
         """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler`
@@ -43,20 +44,14 @@ class LanguageModelingTask(L.LightningModule):
         data's `tokenizer_state()`, so that a checkpoint alone also reads and writes text (generate.py)."""
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.model = self.build_model(vocab_size, model)
+        self.model = self.build_network(model, vocab_size=vocab_size)
         self.carry_state = carry_state
         # a character is a token: the loss in bits is bits per character
         self.char_level = (tokenizer or {}).get("level") == "char"
         self._state: dict[str, Any] = {}  # carried recurrent state per stage
-        self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
         # "<stage>" or "<stage>/<group>..." → [Σ value, tokens, Σ optimal, tokens with an optimum] of this
         # process's tokens; summed over the processes when the split is done
         self._totals: dict[str, torch.Tensor] = {}
-
-    def build_model(self, vocab_size: int, model: dict[str, Any]):
-        """The network this task trains (a subclass, rnnlab/tasks/ngram.py, counts an n-gram instead)."""
-        check_options(RNNLanguageModel, model, "model", ignore=("vocab_size",))
-        return RNNLanguageModel(vocab_size, **model)
 
     def forward(self, tokens, state=None):
         return self.model(tokens, state)
@@ -75,7 +70,7 @@ class LanguageModelingTask(L.LightningModule):
     # --- training -----------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
         self._state.pop("train", None)
-        self.train_epoch.start()
+        super().on_train_epoch_start()
 
     def training_step(self, batch, batch_idx):
         loss = self._step(batch, "train")
@@ -84,21 +79,13 @@ class LanguageModelingTask(L.LightningModule):
         self.train_epoch.log_step(self, loss, tokens)
         return loss
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        log_grad_norm(self)
+    # a run resumed mid-epoch also continues the hidden state carried from window to window
+    def epoch_state(self) -> dict[str, Any]:
+        return {**super().epoch_state(), "state": self._state.get("train")}
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.train_epoch.log_tokens_per_s(self)
-
-    # a run resumed mid-epoch continues the epoch's mean loss and the carried state (train_epoch.py)
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["train_epoch"] = per_process(self, {**self.train_epoch.state(), "state": self._state.get("train")})
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        mine = own_share(self, checkpoint.get("train_epoch", []))
-        if mine is not None:
-            self.train_epoch.restore(mine)
-            self._state["train"] = mine["state"]
+    def restore_epoch_state(self, state: dict[str, Any]) -> None:
+        super().restore_epoch_state(state)
+        self._state["train"] = state["state"]
 
     def on_train_start(self) -> None:
         self._state = move_data_to_device(self._state, self.device)  # a restored state is loaded onto the CPU
@@ -185,7 +172,3 @@ class LanguageModelingTask(L.LightningModule):
         if metrics:
             # already equal on every process; sync_dist (a mean of equal values) only tells Lightning so
             self.log_dict(metrics, prog_bar=False, sync_dist=True)
-
-    # --- optimisation -------------------------------------------------------------------------
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)

@@ -16,7 +16,6 @@ much of the training text a high order memorises.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import warnings
@@ -24,23 +23,19 @@ from typing import Any
 
 import torch
 
-from rnnlab.errors import ConfigError, check_options
-from rnnlab.models import NGramLanguageModel, RNNLanguageModel
+from rnnlab.errors import ConfigError
+from rnnlab.models import NGramLanguageModel, registry
 from rnnlab.tasks.language_modeling import LanguageModelingTask
 
 log = logging.getLogger(__name__)
 
 
 class NGramTask(LanguageModelingTask):
-    def build_model(self, vocab_size: int, model: dict[str, Any]) -> NGramLanguageModel:
-        # an experiment preset sizes the networks it compares (model.hidden_size, ...): nothing to size here
-        network = set(inspect.signature(RNNLanguageModel).parameters) - {"vocab_size"}
-        ignored = sorted(network & set(model))
+    def build_network(self, model: dict[str, Any], **inputs: Any) -> NGramLanguageModel:
+        ignored = registry.ignored_keys(model, self.shape)
         if ignored:
             log.info("model=ngram has no %s: ignored", ", ".join(f"model.{key}" for key in ignored))
-        options = {key: value for key, value in model.items() if key != "family" and key not in network}
-        check_options(NGramLanguageModel, options, "model", ignore=("vocab_size",))
-        return NGramLanguageModel(vocab_size, **options)
+        return super().build_network(model, **inputs)
 
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:  # each process would count only the windows it was given

@@ -53,20 +53,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torchmetrics import MeanMetric
 
 from rnnlab import decoding, distributed
-from rnnlab.checkpoints import read_checkpoint
 from rnnlab.data.subwords import Subwords
 from rnnlab.data.translation import collate_pairs
-from rnnlab.errors import ConfigError, check_options
-from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
-from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
+from rnnlab.errors import ConfigError
+from rnnlab.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +137,12 @@ def decoder_name(settings: dict[str, Any]) -> str:
     return f"beam{settings['beam_size']}_lp{settings['length_penalty']}"
 
 
-class TranslationTask(L.LightningModule):
+class TranslationTask(Task):
+    shape, option = "seq2seq", "task=translation"
+    data_inputs = DATA_INPUTS
+    summary_metrics = ("val/loss", "val/ppl", "test/ppl", "val/bleu", "test/bleu", "fit_seconds")
+    report_metrics = ("val/bleu", "test/bleu", "test/chrf", "test/ppl")
+
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
                  model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, decode: str = "beam", beam_size: int = 5, length_penalty: float = 1.0,
@@ -168,14 +169,13 @@ class TranslationTask(L.LightningModule):
             raise ConfigError(f"task.length_buckets={length_buckets} is invalid: must be increasing positive "
                               "integers (upper edges in source words), e.g. [10, 20, 30], or null")
         self.save_hyperparameters(logger=False)
-        check_options(Seq2Seq, model, "model", ignore=DATA_INPUTS)
-        self.model = Seq2Seq(src_vocab_size, tgt_vocab_size, pad_id, bos_id, eos_id, **model)
+        self.model = self.build_network(model, src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size,
+                                        pad_id=pad_id, bos_id=bos_id, eos_id=eos_id)
         self.subwords = Subwords.from_state(tokenizer) if tokenizer else None
         self.nll = torch.nn.ModuleDict({stage: MeanMetric() for stage in STAGES})  # token-weighted, per split
         self.translations: dict[str, dict[int, str]] = {}  # stage → {index: hypothesis} of its last scoring
         self.artifact_root = ""  # a prefix for the artifact paths (eval.py keeps its outputs apart)
         self._last_val_bleu = 0.0
-        self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
         self._scoring = False  # whether this evaluation decodes and scores BLEU
         self._hypotheses: dict[int, list[int]] = {}  # index → hypothesis ids of this evaluation
         self._samples: list[int] = []  # the sentences of the sample table
@@ -186,18 +186,11 @@ class TranslationTask(L.LightningModule):
     @classmethod
     def from_checkpoint(cls, path: Path, ckpt: str, device: str = "cpu", **settings: Any) -> TranslationTask:
         """The task of a task=translation checkpoint, in eval mode; settings not None override its task keys."""
-        checkpoint = read_checkpoint(path, ckpt, device)
-        hparams = dict(checkpoint.get("hyper_parameters") or {})
-        if not all(key in hparams for key in (*DATA_INPUTS, "model")) or "decode" not in hparams:
-            raise ConfigError(f"ckpt={ckpt} is not a task=translation checkpoint (no vocabulary sizes and decoding "
-                              f"settings among its hyperparameters); give one that `python train.py "
-                              f"task=translation` wrote")
-        if not hparams.get("tokenizer"):
+        task = super().from_checkpoint(path, ckpt, device, **settings)
+        if task.subwords is None:
             raise ConfigError(f"ckpt={ckpt} holds no vocabulary (tokenizer), so text cannot be turned into its ids; "
                               f"retrain it")
-        task = cls(**{**hparams, **{key: value for key, value in settings.items() if value is not None}})
-        task.load_state_dict(checkpoint["state_dict"])
-        return task.to(device).eval()
+        return task
 
     # --- decoding -----------------------------------------------------------------------------------
     def decode(self, src: torch.Tensor, src_lengths: torch.Tensor, return_attention: bool = False
@@ -249,9 +242,6 @@ class TranslationTask(L.LightningModule):
     def forward(self, src, src_lengths, tgt_in):
         return self.model(src, src_lengths, tgt_in)
 
-    def on_train_epoch_start(self) -> None:
-        self.train_epoch.start()
-
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"]).logits  # (B, T, V)
         targets = batch["tgt_out"]
@@ -268,25 +258,14 @@ class TranslationTask(L.LightningModule):
         self.train_epoch.log_step(self, nll, tokens)  # token-weighted over the epoch and all processes
         return loss
 
-    def on_before_optimizer_step(self, optimizer) -> None:
-        log_grad_norm(self)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        self.train_epoch.log_tokens_per_s(self)
-
-    # a resumed run continues the epoch's mean loss, and knows the last measured BLEU (train_epoch.py)
+    # a resumed run also knows the last measured BLEU
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["train_epoch"] = per_process(self, self.train_epoch.state())
+        super().on_save_checkpoint(checkpoint)
         checkpoint["last_val_bleu"] = float(self._last_val_bleu)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        mine = own_share(self, checkpoint.get("train_epoch", []))
-        if mine is not None:
-            self.train_epoch.restore(mine)
+        super().on_load_checkpoint(checkpoint)
         self._last_val_bleu = checkpoint.get("last_val_bleu", 0.0)
-
-    def configure_optimizers(self):
-        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
 
     # --- evaluation ---------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
@@ -424,12 +403,11 @@ class TranslationTask(L.LightningModule):
                            title=f"{stage} sentence {index}, epoch {self.current_epoch}")
             files.append((path, "attention"))
         for logger in self.trainer.loggers:
-            if not (hasattr(logger, "run_id") and hasattr(logger.experiment, "log_artifact")):
-                continue
-            for key, value in self.signatures.items():
-                logger.experiment.set_tag(logger.run_id, key, value)
-            for path, folder in files:
-                logger.experiment.log_artifact(logger.run_id, str(path), str(Path(self.artifact_root) / folder))
+            if hasattr(logger, "run_id") and hasattr(logger.experiment, "set_tag"):
+                for key, value in self.signatures.items():
+                    logger.experiment.set_tag(logger.run_id, key, value)
+        for path, folder in files:
+            self.log_files([path], str(Path(self.artifact_root) / folder))
 
     def _decoder_description(self) -> str:
         settings = self.hparams

@@ -28,11 +28,8 @@ import pandas as pd
 
 from rnnlab.errors import ConfigError
 from rnnlab.tracking import mlflow_store
+from rnnlab.tracking.run_info import task_metrics
 
-DEFAULT_METRICS = {
-    "lm": ("val/loss", "val/ppl", "test/ppl"),
-    "translation": ("val/bleu", "test/bleu", "test/chrf", "test/ppl"),
-}
 WALL_TIME = "fit_seconds"     # train.py logs the seconds trainer.fit took
 PARENT_TAG = "mlflow.parentRunId"
 START_ORDER = ["attributes.start_time ASC"]  # rows and curves in the order the runs were made
@@ -184,7 +181,7 @@ def choose_metrics(runs: Sequence[Any], asked: Sequence[str] = ()) -> list[str]:
                               f"logged: {', '.join(sorted(logged)) or 'nothing'}")
         return list(dict.fromkeys(asked))
     tasks = list(dict.fromkeys(run.data.tags.get("task", "") for run in runs))
-    chosen = [m for m in dict.fromkeys(m for task in tasks for m in DEFAULT_METRICS.get(task, ())) if m in logged]
+    chosen = [m for m in dict.fromkeys(m for run in runs for m in task_metrics(run, "report_metrics")) if m in logged]
     if not chosen:
         raise ConfigError(f"no default metrics for task {', '.join(tasks)} among the logged ones: choose with "
                           f"--metrics; logged: {', '.join(sorted(logged)) or 'nothing'}")

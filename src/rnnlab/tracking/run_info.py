@@ -129,3 +129,15 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
 
 def resolved_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def task_metrics(run: Any, kind: str) -> tuple[str, ...]:
+    """The default metrics (`report_metrics` or `summary_metrics`) of the task a run trained, asked of the task class
+    it logged as its param task._target_; none for a run without one (a job that failed before training)."""
+    from hydra.utils import get_class
+
+    target = run.data.params.get("task._target_")
+    try:
+        return tuple(getattr(get_class(target), kind, ())) if target else ()
+    except (ImportError, AttributeError, ValueError):  # a task class that no longer exists
+        return ()

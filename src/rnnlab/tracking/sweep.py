@@ -44,6 +44,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.tracking import mlflow_store
+from rnnlab.tracking.run_info import task_metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,9 @@ class Parent:
 class MLflowSweep(Callback):
     """One MLflow parent run per Hydra sweep; each job's run is its child (see the module docstring)."""
 
-    def __init__(self, summary_metrics: Sequence[str] = ()):
-        self.summary_metrics = list(summary_metrics)  # the summary's markdown columns (its CSV has all)
+    def __init__(self, summary_metrics: Sequence[str] | None = None):
+        # the summary's markdown columns (its CSV has all); none given: those of each job's task
+        self.summary_metrics = list(summary_metrics or [])
         self.parent: Parent | None = None
         self.ended = False
         self.interrupted = False
@@ -269,6 +271,8 @@ def sweep_axes(overrides: Sequence[str], params: Mapping[str, Any]) -> tuple[lis
 
 def summary_markdown(children: Sequence[Any], metrics: Sequence[str]) -> str:
     """One row per job: its overrides, status and final metrics (those of `metrics` any job has)."""
+    if not metrics:  # each job's task's own (tasks/base.py summary_metrics), in the jobs' order
+        metrics = list(dict.fromkeys(m for child in children for m in task_metrics(child, "summary_metrics")))
     shown = [m for m in metrics if any(m in child.data.metrics for child in children)]
     rows = [["job", "run", "overrides", "status", *shown], ["---"] * (4 + len(shown))]
     for child in children:

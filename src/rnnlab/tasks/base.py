@@ -1,0 +1,100 @@
+"""What every task shares, so that a task file keeps only its loss, its evaluation and its inference.
+
+A task is a LightningModule built from plain config dicts (the `model`, `optimizer`, `scheduler` groups and the
+task's own keys), all kept as hyperparameters so that a checkpoint alone rebuilds it (`from_checkpoint`). The base
+class owns:
+
+- the network: `build_network(model, **inputs)` asks rnnlab.models.registry for the network of `model=` in the
+  task's `shape` (an RNN stack, the n-gram, ...);
+- optimisation: the optimizer and schedule (tasks/optimization.py) and train/grad_norm before each step;
+- the training epoch's bookkeeping: train/loss (per step) and train/loss_epoch (token-weighted, across processes),
+  train/tokens_per_s (tasks/train_epoch.py), kept in mid-epoch checkpoints under "train_epoch" per process so
+  that a resumed epoch ends as if never stopped (a task adds its own state with `epoch_state`);
+- what tracking asks of a task: the metrics a sweep summary and report.py show by default (`summary_metrics`,
+  `report_metrics`) and `log_files` for artifacts.
+
+A subclass sets `shape` and `data_inputs` (the hyperparameters its data decides, e.g. vocabulary sizes) and
+implements training_step and its evaluation hooks, calling `self.train_epoch.log_step(self, nll, tokens)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning.pytorch as L
+
+from rnnlab.checkpoints import read_checkpoint
+from rnnlab.errors import ConfigError
+from rnnlab.models import registry
+from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
+from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
+from rnnlab.tracking.artifacts import log_files
+
+
+class Task(L.LightningModule):
+    shape: ClassVar[str]  # the network shape this task trains (rnnlab.models.registry)
+    option: ClassVar[str]  # how a user picks it: "task=lm"
+    data_inputs: ClassVar[tuple[str, ...]] = ()  # hyperparameters the data decides (vocabulary sizes, ids)
+    summary_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss", "fit_seconds")  # a sweep's table
+    report_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss")  # report.py's default columns
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
+
+    def build_network(self, model: dict[str, Any], **inputs: Any):
+        """The network of the `model` config for this task's shape."""
+        return registry.build(model, self.shape, **inputs)
+
+    # --- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        log_grad_norm(self)
+
+    # --- the training epoch -------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self.train_epoch.start()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.train_epoch.log_tokens_per_s(self)
+
+    def epoch_state(self) -> dict[str, Any]:
+        """What this process has summed over the current training epoch (a subclass adds its own)."""
+        return self.train_epoch.state()
+
+    def restore_epoch_state(self, state: dict[str, Any]) -> None:
+        self.train_epoch.restore(state)
+
+    # a run resumed mid-epoch continues the epoch's sums (train_epoch.py)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_epoch"] = per_process(self, self.epoch_state())
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        mine = own_share(self, checkpoint.get("train_epoch", []))
+        if mine is not None:
+            self.restore_epoch_state(mine)
+
+    # --- checkpoints and artifacts ---------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: Path, ckpt: str, device: str = "cpu", **settings: Any) -> Task:
+        """The task of a checkpoint of this task (the model family's own subclass where it has one), in eval
+        mode; settings not None override its task keys."""
+        checkpoint = read_checkpoint(path, ckpt, device)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if not all(key in hparams for key in (*cls.data_inputs, "model")):
+            raise ConfigError(f"ckpt={ckpt} is not a {cls.option} checkpoint (it lacks the hyperparameters "
+                              f"{', '.join((*cls.data_inputs, 'model'))}); give one that `python train.py "
+                              f"{cls.option}` wrote")
+        task_class = registry.task_class(cls, hparams["model"])
+        task = task_class(**{**hparams, **{key: value for key, value in settings.items() if value is not None}})
+        task.load_state_dict(checkpoint["state_dict"])
+        return task.to(device).eval()
+
+    def log_files(self, paths: Iterable[Path], folder: str | None = None) -> None:
+        """Copy files into every artifact-keeping logger of the run (MLflow), under `folder`."""
+        if self._trainer is not None:
+            log_files(self.trainer.loggers, paths, folder)

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from torch.utils.data import SequentialSampler
 
+from rnnlab.data.batching import EpochShuffle, LengthBucketSampler
 from rnnlab.data.parallel_text import ParallelTextDataModule
-from rnnlab.data.translation import EpochShuffle, LengthBucketSampler, collate_pairs
+from rnnlab.data.translation import collate_pairs
 
 # Recorded from rnnlab.data.translation at main 6fe09d1: the inputs of each case and the batches it gave.
 RECORDED = json.loads((Path(__file__).parent / "data" / "translation_batches.json").read_text())

@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.streams import BPTTWindows, batchify
-from rnnlab.data.translation import BOS_ID, EOS_ID, PAD_ID, LengthBucketSampler, PairDataset, collate_pairs
+from rnnlab.data.translation import BOS_ID, EOS_ID, PAD_ID, PairDataset, collate_pairs
 from rnnlab.errors import ConfigError
 from rnnlab.nn.recurrent import reverse_padded
 

@@ -22,8 +22,8 @@ import torch.multiprocessing as mp
 from conftest import ROOT, TINY, compose_train, run_owned
 from hydra.utils import instantiate
 
+from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.synthetic_lm import SyntheticLMDataModule
-from rnnlab.data.translation import LengthBucketSampler
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.translation import TranslationTask
 from rnnlab.training import train

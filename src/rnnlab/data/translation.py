@@ -19,19 +19,13 @@ does the rest the same way for all of them:
        tgt_out      (B, T)  y_1 … y_n eos, right-padded                (what it must predict)
        index        (B,)    position of the pair in its split: `references(split)[index]` is its raw reference
 
-Training batches come from length buckets: the epoch's shuffled order is cut into chunks of
-`CHUNK_BATCHES` batches, each chunk is sorted by length and cut into batches, and the batches are
-shuffled. A batch holds at most `batch_size` pairs and, when `max_tokens` is set, at most
-`max_tokens` padded tokens (pairs × its longest side), so long sentences come in smaller batches.
-The order depends only on (seed, epoch), so runs repeat exactly. Validation and test batches
-hold `eval_batch_size` pairs in a fixed order sorted by source length (longest first: less padding
-for beam search, and the largest batch comes first); match hypotheses to references by `index`.
-
-Under DDP (N processes) every process builds the same batches and takes every N-th of them, so all
-take the same number of steps, with or without `max_tokens`, and no pair is served twice: in
-training an optimizer step averages N batches (the epoch's last len % N batches are left out, others
-each epoch); in evaluation the largest batches are halved until their number divides by N, so every
-pair is evaluated exactly once.
+Batches are cut by `rnnlab.data.batching` (length buckets, the `max_tokens` budget, each DDP
+process's share; its docstring says how). Training batches bucket pairs by their longer padded side
+(source with eos, target with bos or eos), so `batch_size` counts pairs and `max_tokens` the padded
+tokens of the longer side; the order depends only on (seed, epoch), so runs repeat exactly.
+Validation and test batches hold `eval_batch_size` pairs in a fixed order sorted by source length
+(longest first: less padding for beam search); under DDP each pair is evaluated by exactly one
+process. Match hypotheses to references by `index`.
 """
 
 from __future__ import annotations
@@ -39,15 +33,16 @@ from __future__ import annotations
 import gzip
 import inspect
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.batching import LengthBucketSampler, collate_padded
 from rnnlab.data.download import DataError
 from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.data.subwords import BOS_ID, EOS_ID, PAD_ID, Subwords, SubwordSettings
@@ -56,7 +51,6 @@ from rnnlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-CHUNK_BATCHES = 50  # batches per length-sorted chunk: enough to bucket well, few enough to stay random
 
 
 # -- raw text -----------------------------------------------------------------------------------
@@ -124,125 +118,13 @@ class PairDataset(Dataset):
 
 
 def collate_pairs(pairs: Sequence[tuple[int, list[int], list[int]]]) -> dict[str, torch.Tensor]:
-    """Pad a list of pairs into the batch dict described in the module docstring."""
-    batch_size = len(pairs)
-    source_length = max(len(source) for _, source, _ in pairs)
-    target_length = max(len(target) for _, _, target in pairs) + 1
-    src = torch.full((batch_size, source_length), PAD_ID, dtype=torch.long)
-    tgt_in = torch.full((batch_size, target_length), PAD_ID, dtype=torch.long)
-    tgt_out = torch.full((batch_size, target_length), PAD_ID, dtype=torch.long)
-    for row, (_, source, target) in enumerate(pairs):
-        src[row, : len(source)] = torch.tensor(source, dtype=torch.long)
-        tgt_in[row, : len(target) + 1] = torch.tensor([BOS_ID, *target], dtype=torch.long)
-        tgt_out[row, : len(target) + 1] = torch.tensor([*target, EOS_ID], dtype=torch.long)
-    return {
-        "src": src,
-        "src_lengths": torch.tensor([len(source) for _, source, _ in pairs], dtype=torch.long),
-        "tgt_in": tgt_in,
-        "tgt_out": tgt_out,
-        "index": torch.tensor([index for index, _, _ in pairs], dtype=torch.long),
-    }
-
-
-class EpochShuffle(RandomSampler):
-    """A new permutation each epoch, a function of (seed, epoch) only: runs and resumed runs repeat.
-
-    Lightning calls `set_epoch` before every training epoch. Under DDP every process draws the same
-    permutation and LengthBucketSampler gives each its share of the batches cut from it.
-    """
-
-    def __init__(self, data_source: Dataset, seed: int = 0):
-        super().__init__(data_source)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
-
-
-class LengthBucketSampler(BatchSampler):
-    """Batches of pairs of similar length, drawn from the order `sampler` gives.
-
-    shuffle=True (training): the order is cut into chunks of CHUNK_BATCHES × batch_size pairs,
-    each chunk sorted by length and cut into batches, and all batches shuffled by (seed, epoch).
-    shuffle=False (evaluation): one fixed order, longest first, cut into batches.
-    A batch closes before it would exceed `batch_size` pairs or, if set, `max_tokens` padded tokens.
-
-    num_replicas, rank: under DDP this process's share, the same number of batches for every rank
-    (the module docstring says how); the sampler must give every rank the same order.
-    """
-
-    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False, *,
-                 lengths: np.ndarray, max_tokens: int | None = None, shuffle: bool = True,
-                 num_replicas: int = 1, rank: int = 0):
-        super().__init__(sampler, batch_size, drop_last)
-        self.lengths, self.max_tokens, self.shuffle = lengths, max_tokens, shuffle
-        self.num_replicas, self.rank = num_replicas, rank
-
-    def batches(self) -> list[list[int]]:
-        """This process's batches."""
-        every = self._all_batches()
-        if not self.shuffle:
-            return _halve_until_divisible(every, self.num_replicas)[self.rank:: self.num_replicas]
-        if len(every) < self.num_replicas:
-            raise ConfigError(f"{len(self.lengths)} training pairs make {len(every)} batches, fewer than the "
-                              f"{self.num_replicas} processes: lower data.batch_size (or data.max_tokens)")
-        return every[self.rank: len(every) - len(every) % self.num_replicas: self.num_replicas]
-
-    def _all_batches(self) -> list[list[int]]:
-        """The batches of all processes."""
-        order = np.fromiter(iter(self.sampler), dtype=np.int64)
-        if not self.shuffle:
-            # stable: equal lengths keep the sampler's (index) order
-            return self._cut(order[np.argsort(-self.lengths[order], kind="stable")])
-        chunk = CHUNK_BATCHES * self.batch_size
-        batches = []
-        for start in range(0, len(order), chunk):
-            piece = order[start: start + chunk]
-            batches += self._cut(piece[np.argsort(self.lengths[piece], kind="stable")])
-        rng = np.random.default_rng([getattr(self.sampler, "seed", 0), getattr(self.sampler, "epoch", 0)])
-        return [batches[i] for i in rng.permutation(len(batches))]
-
-    def _cut(self, ordered: np.ndarray) -> list[list[int]]:
-        batches, current, longest = [], [], 0
-        for index in ordered.tolist():
-            length = int(self.lengths[index])
-            too_many = len(current) == self.batch_size
-            too_long = self.max_tokens is not None and (len(current) + 1) * max(longest, length) > self.max_tokens
-            if current and (too_many or too_long):
-                batches.append(current)
-                current, longest = [], 0
-            current.append(index)
-            longest = max(longest, length)
-        if current and not (self.drop_last and len(current) < self.batch_size):
-            batches.append(current)
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.batches()
-
-    def __len__(self) -> int:
-        return len(self.batches())  # ~10 ms for 29k pairs; exact whatever the caps
+    """Pad a list of (index, source ids with eos, target ids) into the batch dict described in the module docstring."""
+    examples = [{"src": source, "tgt_in": [BOS_ID, *target], "tgt_out": [*target, EOS_ID], "index": index}
+                for index, source, target in pairs]
+    return collate_padded(examples, {"src": PAD_ID, "tgt_in": PAD_ID, "tgt_out": PAD_ID}, lengths_of=("src",))
 
 
 # -- the data module ----------------------------------------------------------------------------
-
-
-def _halve_until_divisible(batches: list[list[int]], parts: int) -> list[list[int]]:
-    """The batches, the largest halved (in place, so the order stays) until their number divides by parts."""
-    batches = list(batches)
-    while len(batches) % parts:
-        largest = max(range(len(batches)), key=lambda i: len(batches[i]))
-        batch = batches[largest]
-        if len(batch) < 2:
-            raise ConfigError(f"{sum(map(len, batches))} evaluation pairs cannot give {parts} processes the same "
-                              f"number of batches: evaluate more pairs (data.max_eval_pairs) or use fewer processes")
-        half = (len(batch) + 1) // 2
-        batches[largest: largest + 1] = [batch[:half], batch[half:]]
-    return batches
 
 
 def _check_positive(key: str, value: object, optional: bool = False) -> None:
@@ -335,11 +217,9 @@ class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = self._dataset("train")
-        shuffle = EpochShuffle(dataset, seed=self.seed)
-        if self.trainer is not None:  # a resumed run continues the epochs' sequence of orders
-            shuffle.set_epoch(self.trainer.current_epoch)
-        batches = LengthBucketSampler(shuffle, self.batch_size, lengths=dataset.padded_lengths(),
-                                      max_tokens=self.max_tokens, shuffle=True, **self._replicas())
+        batches = LengthBucketSampler.for_training(dataset.padded_lengths(), self.batch_size,
+                                                   max_tokens=self.max_tokens, seed=self.seed, trainer=self.trainer,
+                                                   noun="pairs")
         # mid-epoch after a resume
         return self.resumed(ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs))
 
@@ -352,14 +232,8 @@ class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self._dataset(split)
         lengths = np.array([len(source) for source in dataset.source_ids], dtype=np.int64)
-        batches = LengthBucketSampler(SequentialSampler(dataset), self.eval_batch_size, lengths=lengths,
-                                      shuffle=False, **self._replicas())
+        batches = LengthBucketSampler.for_evaluation(lengths, self.eval_batch_size, trainer=self.trainer, noun="pairs")
         return ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs)
-
-    def _replicas(self) -> dict[str, int]:
-        """This process's place among the DDP processes (the trainer's use_distributed_sampler is off)."""
-        trainer = self.trainer
-        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank} if trainer is not None else {}
 
     # -- what tasks and entry scripts use -------------------------------------------------------
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from test_seq2seq import BOS, EOS, PAD, SRC_VOCAB, TGT_VOCAB, padded, tiny_model
 
 from rnnlab.decoding import beam_search, greedy, length_limits, sample
+from rnnlab.errors import ConfigError
 from rnnlab.models.seq2seq import Seq2Seq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -194,14 +195,18 @@ def test_sampling():
                                           generator=torch.Generator().manual_seed(seed), **options)
     assert draw(0).tokens == draw(0).tokens  # the generator makes it reproducible
     assert draw(0).tokens != draw(1).tokens
-    assert draw(0, top_k=1).tokens == greedy(model, src, src_lengths, max_len=(1.0, 3)).tokens
-    assert draw(0, temperature=1e-4).tokens == greedy(model, src, src_lengths, max_len=(1.0, 3)).tokens
-    hot = draw(2, temperature=3.0, top_k=4)
+    argmax = greedy(model, src, src_lengths, max_len=(1.0, 3))
+    assert draw(0, top_k=1).tokens == argmax.tokens
+    assert draw(0, top_p=1e-9).tokens == argmax.tokens  # a nucleus of one token
+    assert draw(0, temperature=1e-4).tokens == argmax.tokens
+    cold = draw(0, temperature=0)  # greedy, the limit τ → 0: the same tokens and scores
+    assert cold.tokens == argmax.tokens and torch.equal(cold.scores, argmax.scores)
+    hot = draw(2, temperature=3.0, top_k=4, top_p=0.9)
     ended, _ = ended_and_lengths(hot.tokens, src_lengths, (1.0, 3))
     with torch.no_grad():  # scores are the model's own log-probabilities, whatever the sampling distribution
         torch.testing.assert_close(hot.scores, model_log_probability(model, src, src_lengths, hot.tokens, ended))
-    with pytest.raises(ValueError, match="temperature=0 must be > 0"):
-        draw(0, temperature=0)
+    with pytest.raises(ConfigError, match="^temperature=-1 is invalid"):
+        draw(0, temperature=-1)
 
 
 class Bigram:

@@ -24,7 +24,7 @@ from rnnlab.data.synthetic_translation import LanguagePair
 from rnnlab.decoding import Hypotheses
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate as evaluate_checkpoint
-from rnnlab.tasks.translation import TranslationTask, corpus_scores, length_buckets
+from rnnlab.tasks.translation import DECODING_KEYS, TranslationTask, corpus_scores, decoder_name, length_buckets
 from rnnlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -173,6 +173,32 @@ def test_sampling_through_the_task_is_seeded_and_cools_to_greedy(tmp_path):
     metrics = evaluate(hot, data, tmp_path)  # scored like any decoder
     assert 0 <= metrics["val/bleu"] < 100 and "sampling, temperature 2.0" in (tmp_path / "translations" /
                                                                                "val.md").read_text()
+    # temperature 0 and a nucleus of one token are greedy too (rnnlab.sampling, shared with generate.py)
+    for settings in ({"temperature": 0}, {"temperature": 2.0, "top_p": 1e-9}):
+        task = task_for(data, decode="sample", **settings)
+        task.load_state_dict(greedy.state_dict())
+        assert task.translate(sources) == greedy.translate(sources)
+
+
+def test_a_checkpoint_from_before_top_p_loads_and_samples_without_a_nucleus(tmp_path):
+    data = pair_data(tmp_path)
+    task = task_for(data, decode="sample", temperature=0.7, top_k=10)
+    hparams = dict(task.hparams)
+    del hparams["top_p"]
+    old = tmp_path / "old.ckpt"
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams}, old)
+    loaded = TranslationTask.from_checkpoint(old, "old.ckpt")
+    assert loaded.hparams.top_p is None and decoder_name(loaded.hparams) == "sample_t0.7_k10"
+    nucleus = TranslationTask.from_checkpoint(old, "old.ckpt", top_p=0.9)
+    assert decoder_name(nucleus.hparams) == "sample_t0.7_k10_p0.9"
+    assert "sampling, temperature 0.7, top-k 10, top-p 0.9" in nucleus._decoder_description()
+
+
+def test_decoder_names_leave_out_the_limits_that_are_not_set():
+    sample = {"decode": "sample", "temperature": 1.0, "top_k": None, "top_p": None}
+    assert decoder_name(sample) == decoder_name({**sample, "top_k": 0, "top_p": 1.0}) == "sample_t1.0"
+    assert decoder_name({**sample, "temperature": 0.7, "top_k": 10, "top_p": 0.9}) == "sample_t0.7_k10_p0.9"
+    assert decoder_name({**sample, "top_p": 0.5}) == "sample_t1.0_p0.5"
 
 
 def test_bad_task_settings_are_one_line_errors_naming_the_key(tmp_path):
@@ -182,8 +208,9 @@ def test_bad_task_settings_are_one_line_errors_naming_the_key(tmp_path):
                               ({"label_smoothing": 1.0}, "task.label_smoothing=1.0 is invalid"),
                               ({"bleu_every_n_epochs": 0}, "task.bleu_every_n_epochs=0 is invalid"),
                               ({"length_buckets": [20, 10]}, "task.length_buckets=[20, 10] is invalid"),
-                              ({"temperature": 0}, "task.temperature=0 is invalid"),
-                              ({"top_k": 0}, "task.top_k=0 is invalid")):
+                              ({"temperature": -1}, "task.temperature=-1 is invalid"),
+                              ({"top_k": -1}, "task.top_k=-1 is invalid"),
+                              ({"top_p": 0}, "task.top_p=0 is invalid")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             task_for(data, **settings)
 
@@ -201,6 +228,16 @@ def test_task_translation_composes_with_any_model_and_data_and_leaves_task_lm_al
     lm = make_cfg(tiny=False)
     assert lm.task._target_.endswith("LanguageModelingTask") and "reverse_source" not in lm.model
     assert lm.monitor.metric == "val/loss"
+
+
+def test_every_decoding_key_is_a_task_key_and_a_translate_and_eval_option(make_cfg):
+    task = make_cfg("task=translation", tiny=False).task
+    assert set(DECODING_KEYS) <= set(task) and task.top_p is None
+    for name in ("translate", "eval"):  # null there: the checkpoint's own setting
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(name)
+        assert all(key in cfg and cfg[key] is None for key in DECODING_KEYS), name
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -277,10 +314,10 @@ def test_translate_py_from_the_run_id_and_from_the_checkpoint_file(run, tmp_path
     assert one.returncode == 0, one.stderr
     assert one.stdout == TranslationTask.from_checkpoint(best, "best", decode="greedy").translate(sentences[:1])[0] \
         + "\n"
-    sampler = TranslationTask.from_checkpoint(best, "best", decode="sample", temperature=2.0)
+    sampler = TranslationTask.from_checkpoint(best, "best", decode="sample", temperature=2.0, top_p=0.95)
     torch.manual_seed(3)
-    sampled = script("translate.py", f"ckpt={best}", "decode=sample", "temperature=2.0", "seed=3", uri=run["uri"],
-                     stdin="\n".join(sentences) + "\n")
+    sampled = script("translate.py", f"ckpt={best}", "decode=sample", "temperature=2.0", "top_p=0.95", "seed=3",
+                     uri=run["uri"], stdin="\n".join(sentences) + "\n")
     assert sampled.returncode == 0, sampled.stderr
     assert sampled.stdout.split("\n")[:-1] == sampler.translate(sentences) != expected  # seeded draws, not the beam's
 

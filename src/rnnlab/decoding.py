@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnlab.sampling import check_sampling, draw
+
 MaxLen = int | tuple[float, int]
 
 
@@ -66,23 +68,16 @@ def greedy(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len: MaxLen 
 
 @torch.no_grad()
 def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len: MaxLen = (1.5, 10),
-           temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
-           return_attention: bool = False) -> Hypotheses:
-    """y_t ~ softmax(logits / temperature), restricted to the top_k tokens if given.
+           temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+           generator: torch.Generator | None = None, return_attention: bool = False) -> Hypotheses:
+    """y_t ~ softmax(logits / temperature), kept to the top_k tokens and the top_p nucleus (rnnlab.sampling);
+    temperature 0 is greedy.
 
-    scores are the model's own log-probabilities of the sampled tokens (temperature 1, no top-k), so
-    samples can be compared or reranked with greedy and beam outputs.
+    scores are the model's own log-probabilities of the sampled tokens (temperature 1, no top-k or top-p),
+    so samples can be compared or reranked with greedy and beam outputs.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature} must be > 0 (use greedy for the argmax)")
-
-    def choose(log_probs):
-        logits = log_probs / temperature
-        if top_k is not None:
-            kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(-1)
-
+    check_sampling(temperature, top_k, top_p)
+    choose = lambda log_probs: draw(log_probs, temperature, top_k, top_p, generator)
     return _left_to_right(model, src, src_lengths, max_len, choose, return_attention)
 
 

@@ -6,9 +6,7 @@ sample differs; argmax (greedy) is the limit temperature → 0. What shapes the 
 
     unk=resample   `<unk>` is never drawn: redrawing until the token is not `<unk>` is drawing from p
                    renormalised without it, which is what is done (unk=keep: drawn like any token)
-    temperature τ  p_τ(w) ∝ p(w)^(1/τ): τ < 1 sharpens, τ > 1 flattens; τ = 0 is greedy
-    top_k          only the k most probable tokens stay (top_k = 1 is greedy)
-    top_p          nucleus: the most probable tokens stay until their mass reaches top_p (at least one)
+    temperature, top_k, top_p, and the draw itself: rnnlab.sampling, shared with translation's decode=sample
 
 Any model with the language models' interface samples: `model(tokens (B, T), state) → logits (B, T, V),
 state`, i.e. `RNNLanguageModel` and `NGramLanguageModel`. A checkpoint of task=lm keeps the data's
@@ -26,6 +24,7 @@ import torch
 
 from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.errors import ConfigError
+from rnnlab.sampling import check_sampling, draw
 from rnnlab.tasks.language_modeling import LanguageModelingTask
 
 UNK_POLICIES = ("keep", "resample")
@@ -37,41 +36,19 @@ def check_settings(max_tokens: int, temperature: float, top_k: int | None, top_p
     """ConfigError naming the first invalid setting (keys as in conf/generate.yaml)."""
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
         raise ConfigError(f"max_tokens={max_tokens} is invalid: must be an integer ≥ 0")
-    if not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ConfigError(f"temperature={temperature} is invalid: must be ≥ 0 (0 = greedy)")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
-        raise ConfigError(f"top_k={top_k} is invalid: must be a positive integer (null or 0: no limit)")
-    if top_p is not None and (not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
-        raise ConfigError(f"top_p={top_p} is invalid: must be in (0, 1] (null or 1: no limit)")
+    check_sampling(temperature, top_k, top_p)
     if unk_policy not in UNK_POLICIES:
         raise ConfigError(f"unk={unk_policy!r} is invalid: choose keep or resample")
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
-    """logits (..., V) with every token that top_k or top_p leaves out set to −inf."""
-    if top_k:
-        kth_largest = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth_largest, float("-inf"))
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        mass_before = probs.cumsum(dim=-1) - probs  # of the more probable tokens: the most probable has 0
-        leave_out = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, mass_before >= top_p)
-        logits = logits.masked_fill(leave_out, float("-inf"))
-    return logits
-
-
 def next_token(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                greedy: bool = False, banned: int | None = None, generator: torch.Generator | None = None) -> int:
-    """One token from logits (V,): argmax when greedy or temperature = 0, else a draw (see the module docstring)."""
+    """One token from logits (V,), never `banned`: argmax when greedy or temperature = 0, else a draw."""
     logits = logits.detach().float().cpu()
     if banned is not None:
         logits = logits.clone()
         logits[banned] = float("-inf")
-    if greedy or temperature == 0:
-        return int(filter_logits(logits, top_k, top_p).argmax())
-    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return int(draw(logits, 0 if greedy else temperature, top_k, top_p, generator))
 
 
 @torch.no_grad()

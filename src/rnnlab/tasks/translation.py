@@ -21,7 +21,7 @@ Metrics, per split (`val`, `test`):
 `train/loss` is the NLL too, so it compares with `val/loss`; with label smoothing the objective itself is
 logged as `train/smoothed_loss`.
 
-Hypotheses come from `task.decode` (greedy | sample, with temperature and top_k | beam, with beam_size and
+Hypotheses come from `task.decode` (greedy | sample, with temperature, top_k and top_p | beam, with beam_size and
 length_penalty α; all with the length cap ⌊max_len_a · S + max_len_b⌋; rnnlab/decoding.py). Evaluation
 batches come sorted by source length, so each hypothesis is put back at its pair's `index` before it is
 compared with `references[index]`.
@@ -62,6 +62,7 @@ from rnnlab import decoding, distributed
 from rnnlab.data.subwords import Subwords
 from rnnlab.data.translation import collate_pairs
 from rnnlab.errors import ConfigError
+from rnnlab.sampling import check_sampling
 from rnnlab.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ DECODERS = ("greedy", "sample", "beam")
 STAGES = ("val", "test")
 DATA_INPUTS = ("src_vocab_size", "tgt_vocab_size", "pad_id", "bos_id", "eos_id")
 DECODING_KEYS = ("decode", "beam_size", "length_penalty", "max_len_a", "max_len_b", "temperature",
-                 "top_k")  # translate.py, eval.py override
+                 "top_k", "top_p")  # translate.py, eval.py override
 
 
 # --- scores ---------------------------------------------------------------------------------------
@@ -99,7 +100,7 @@ def length_buckets(lengths: Sequence[int], edges: Sequence[int]) -> dict[str, li
 
 def check_decoding(settings: dict[str, Any], prefix: str = "task.") -> None:
     """ConfigError naming the first invalid decoding setting among those given (keys of conf/task/translation.yaml:
-    decode, beam_size, length_penalty, max_len_a, max_len_b)."""
+    decode, beam_size, length_penalty, max_len_a, max_len_b, and temperature, top_k, top_p: rnnlab.sampling)."""
     def is_number(value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -119,21 +120,18 @@ def check_decoding(settings: dict[str, Any], prefix: str = "task.") -> None:
     if not isinstance(max_len_b, int) or isinstance(max_len_b, bool) or max_len_b < 0:
         raise ConfigError(f"{prefix}max_len_b={max_len_b} is invalid: must be an integer ≥ 0 (tokens added to "
                           f"the cap max_len_a · source length)")
-    temperature = settings.get("temperature", 1.0)
-    if not is_number(temperature) or temperature <= 0:
-        raise ConfigError(f"{prefix}temperature={temperature} is invalid: must be > 0 (decode=greedy for the argmax)")
-    top_k = settings.get("top_k")
-    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
-        raise ConfigError(f"{prefix}top_k={top_k} is invalid: must be a positive integer, or null for no cut")
+    check_sampling(settings.get("temperature", 1.0), settings.get("top_k"), settings.get("top_p"), prefix)
 
 
 def decoder_name(settings: dict[str, Any]) -> str:
-    """A short label of a decoding setting, e.g. "greedy", "beam5_lp1.0" or "sample_t0.7_k10"."""
+    """A short label of a decoding setting, e.g. "greedy", "beam5_lp1.0" or "sample_t0.7_k10_p0.9" (no _k, _p
+    without a limit)."""
     if settings["decode"] == "greedy":
         return "greedy"
     if settings["decode"] == "sample":
-        top_k = settings["top_k"]
-        return f"sample_t{settings['temperature']}" + (f"_k{top_k}" if top_k else "")
+        top_k, top_p = settings["top_k"], settings["top_p"]
+        return (f"sample_t{settings['temperature']}" + (f"_k{top_k}" if top_k else "")
+                + (f"_p{top_p}" if top_p is not None and top_p < 1 else ""))
     return f"beam{settings['beam_size']}_lp{settings['length_penalty']}"
 
 
@@ -147,7 +145,7 @@ class TranslationTask(Task):
                  model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
                  label_smoothing: float = 0.0, decode: str = "beam", beam_size: int = 5, length_penalty: float = 1.0,
                  max_len_a: float = 1.5, max_len_b: int = 10, temperature: float = 1.0, top_k: int | None = None,
-                 bleu_every_n_epochs: int = 1, num_samples: int = 10,
+                 top_p: float | None = None, bleu_every_n_epochs: int = 1, num_samples: int = 10,
                  num_heatmaps: int = 4, length_buckets: Sequence[int] | None = (10, 20, 30),
                  tokenizer: dict | None = None):
         """model/optimizer/scheduler are plain config dicts (the `model`, `optimizer`, `scheduler` groups;
@@ -158,7 +156,8 @@ class TranslationTask(Task):
                 or not 0 <= label_smoothing < 1:
             raise ConfigError(f"task.label_smoothing={label_smoothing} is invalid: must be in [0, 1)")
         check_decoding(dict(decode=decode, beam_size=beam_size, length_penalty=length_penalty,
-                            max_len_a=max_len_a, max_len_b=max_len_b, temperature=temperature, top_k=top_k))
+                            max_len_a=max_len_a, max_len_b=max_len_b, temperature=temperature, top_k=top_k,
+                            top_p=top_p))
         for key, value, least in (("bleu_every_n_epochs", bleu_every_n_epochs, 1), ("num_samples", num_samples, 0),
                                   ("num_heatmaps", num_heatmaps, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
@@ -202,7 +201,7 @@ class TranslationTask(Task):
             return decoding.greedy(self.model, src, src_lengths, max_len, return_attention)
         if settings.decode == "sample":  # torch's global generator: seed it for reproducible samples
             return decoding.sample(self.model, src, src_lengths, max_len, settings.temperature, settings.top_k,
-                                   return_attention=return_attention)
+                                   settings.top_p, return_attention=return_attention)
         return decoding.beam_search(self.model, src, src_lengths, settings.beam_size, settings.length_penalty,
                                     max_len, return_attention)
 
@@ -414,7 +413,7 @@ class TranslationTask(Task):
         if settings.decode == "greedy":
             decoder = "greedy"
         elif settings.decode == "sample":
-            decoder = f"sampling, temperature {settings.temperature}, top-k {settings.top_k}"
+            decoder = f"sampling, temperature {settings.temperature}, top-k {settings.top_k}, top-p {settings.top_p}"
         else:
             decoder = f"beam search, beam {settings.beam_size}, length penalty α={settings.length_penalty}"
         return f"{decoder}, at most ⌊{settings.max_len_a}·S + {settings.max_len_b}⌋ tokens"

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
+from rnnlab.cli import check_device, one_line_errors
 from rnnlab.errors import ConfigError
 
 
@@ -19,12 +20,11 @@ def main(cfg: DictConfig) -> None:
     from rnnlab import generation
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the text
-    try:
+    with one_line_errors():  # the user's mistake: one line, no stack trace
         generation.check_settings(cfg.max_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.unk)
         if not isinstance(cfg.num_samples, int) or cfg.num_samples < 1:
             raise ConfigError(f"num_samples={cfg.num_samples} is invalid: must be a positive integer")
-        if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device={cfg.device} but no CUDA device is visible; use device=cpu")
+        check_device(cfg.device)
         model, tokenizer = generation.load_checkpoint(cfg.ckpt, cfg.tracking_uri, cfg.device)
         _, _, unknown = generation.encode_prompt(tokenizer, cfg.prompt)
         if unknown:
@@ -39,9 +39,6 @@ def main(cfg: DictConfig) -> None:
             text = generation.write(model, tokenizer, cfg.prompt, cfg.max_tokens, cfg.temperature, cfg.top_k,
                                     cfg.top_p, cfg.greedy, cfg.unk, generator)
             print(text if cfg.num_samples == 1 else f"--- sample {i + 1} ---\n{text}\n", flush=True)
-    except ConfigError as error:  # the user's mistake: one line, no stack trace
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ parent run when given one.
 """
 
 import argparse
-import sys
 
-from rnnlab.errors import ConfigError
+from rnnlab.cli import one_line_errors
 
 
 def main() -> None:
@@ -27,11 +26,8 @@ def main() -> None:
 
     from rnnlab.tracking.report import ARTIFACT_PATH, write_report
 
-    try:
+    with one_line_errors():  # the user's mistake: one line, no stack trace
         report = write_report(args.target, args.tracking_uri, args.out, args.group_by, args.metrics)
-    except ConfigError as error:  # the user's mistake: one line, no stack trace
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(report.markdown.split("\n![")[0].rstrip())
     print(f"\nwritten to {report.files[0].parent}: {', '.join(path.name for path in report.files)}")
     if report.selection.parent is not None:

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
 from rnnlab import resume
+from rnnlab.cli import fail
 from rnnlab.errors import ConfigError, TrainingStopped
 
 
@@ -31,11 +32,6 @@ def main(cfg: DictConfig) -> float | None:
             raise sweep.JobFailed(f"error: {error}") from None
         fail(error, status=1)
     return metrics.get(cfg.get("optimized_metric")) if cfg.get("optimized_metric") else None
-
-
-def fail(error: Exception, status: int) -> None:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(status)
 
 
 if __name__ == "__main__":

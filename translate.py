@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
+from rnnlab.cli import check_device, one_line_errors
 from rnnlab.errors import ConfigError
 
 
@@ -24,10 +25,9 @@ def main(cfg: DictConfig) -> None:
     from rnnlab.tasks.translation import DECODING_KEYS, TranslationTask, check_decoding
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the text
-    try:
+    with one_line_errors():  # the user's mistake: one line, no stack trace
         lines = _sentences(cfg)
-        if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device={cfg.device} but no CUDA device is visible; use device=cpu")
+        check_device(cfg.device)
         if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
             raise ConfigError(f"batch_size={cfg.batch_size} is invalid: must be a positive integer")
         settings = {key: cfg[key] for key in DECODING_KEYS if cfg[key] is not None}  # the others: the checkpoint's
@@ -39,9 +39,6 @@ def main(cfg: DictConfig) -> None:
             torch.manual_seed(cfg.seed)
         for translation in task.translate(lines, batch_size=cfg.batch_size):
             print(translation, flush=True)
-    except ConfigError as error:  # the user's mistake: one line, no stack trace
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 def _sentences(cfg: DictConfig) -> list[str]:

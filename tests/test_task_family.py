@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import CONF, compose_train
+from conftest import CONF, TINY, compose_train, tracked_fit
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from mlflow.entities import Param, Run, RunData, RunInfo
@@ -88,15 +88,43 @@ def test_an_old_translation_checkpoint_translates_and_scores_in_eval_py(tmp_path
     assert task.hparams.beam_size == 2 and not task.training
     assert [bool(t) for t in task.translate(["", "the"])] == [False, True]  # an empty line stays empty
 
+    metrics = evaluate(compose_eval(f"ckpt={OLD / 'mt' / 'checkpoints' / 'last.ckpt'}", tmp_path=tmp_path))
+    assert {"test/bleu", "test/chrf", "test/ppl"} <= set(metrics) and metrics["test/ppl"] > 1  # on its run's data
+
+
+def compose_eval(*overrides: str, tmp_path: Path, uri: str | None = None):
     GlobalHydra.instance().clear()
-    data = [o for o in overrides_of(OLD / "mt") if o.startswith("data.")]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"ckpt={OLD / 'mt' / 'checkpoints' / 'last.ckpt'}", *data,
-                                         "data=synthetic_translation", f"tracking_uri=sqlite:///{tmp_path}/m.db",
+        cfg = compose("eval", overrides=[*overrides, f"tracking_uri={uri or f'sqlite:///{tmp_path}/mlflow.db'}",
                                          f"paths.log_dir={tmp_path}"])
     GlobalHydra.instance().clear()
-    metrics = evaluate(cfg)
-    assert {"test/bleu", "test/chrf", "test/ppl"} <= set(metrics) and metrics["test/ppl"] > 1
+    return cfg
+
+
+def test_eval_py_scores_a_language_model_as_its_own_test_did(tmp_path):
+    run = tracked_fit([*TINY, "callbacks.samples=null", "callbacks.gradient_diagnostics=null"], tmp_path)
+    metrics = evaluate(compose_eval(f"ckpt={run['run_id']}", tmp_path=tmp_path, uri=run["uri"]))  # its data
+    assert metrics["test/ppl"] == pytest.approx(run["metrics"]["test/ppl"], rel=1e-6)  # the best checkpoint again
+    assert metrics["test/ppl_gap"] == pytest.approx(run["metrics"]["test/ppl_gap"], rel=1e-5)
+    logged = run["client"].get_run(run["run_id"]).data.metrics
+    assert logged["eval/test/ppl"] == pytest.approx(metrics["test/ppl"]) and "eval/test/loss" in logged
+    best = next((run["dir"] / "checkpoints").glob("epoch*.ckpt"))
+    with pytest.raises(ConfigError, match="decode=greedy does not apply to a task=lm checkpoint; leave it out"):
+        evaluate(compose_eval(f"ckpt={best}", "decode=greedy", tmp_path=tmp_path, uri=run["uri"]))
+    # compose_train wrote no .hydra/ into the run directory: its data must be given
+    with pytest.raises(ConfigError, match="its data is unknown; give data=<the data it was trained on>"):
+        evaluate(compose_eval(f"ckpt={best}", tmp_path=tmp_path, uri=run["uri"]))
+    data = [o for o in TINY if o.startswith("data.")]
+    val = evaluate(compose_eval(f"ckpt={best}", "data=synthetic_lm", *data, "split=val", tmp_path=tmp_path,
+                                uri=run["uri"]))
+    (linked,) = run["client"].search_runs([run["client"].get_experiment_by_name("lm-eval").experiment_id])
+    assert linked.data.tags["evaluated_run_id"] == run["run_id"] and "decoder" not in linked.data.tags
+    assert linked.data.metrics["val/ppl"] == pytest.approx(val["val/ppl"])
+
+
+def test_eval_of_an_old_language_model_checkpoint_reads_its_runs_data(tmp_path):
+    metrics = evaluate(compose_eval(f"ckpt={OLD / 'lm' / 'checkpoints' / 'last.ckpt'}", tmp_path=tmp_path))
+    assert metrics["test/ppl"] > metrics["test/ppl_optimal"] > 1
 
 
 def overrides_of(run_dir: Path) -> list[str]:

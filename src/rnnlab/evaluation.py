@@ -1,20 +1,22 @@
-"""What `python eval.py` does: score a task=translation checkpoint on a split and record the scores in MLflow.
+"""What `python eval.py` does: score any task's checkpoint on a split and record the scores in MLflow.
 
-The split is decoded and scored by the task's own evaluation loop (trainer.test, or trainer.validate for
-split=val), so the numbers are computed exactly as in training: teacher-forced loss/ppl, sacreBLEU
-bleu (cased, 13a), bleu_lc and chrf of the detokenized hypotheses against the raw references.
+The split is scored by the task's own evaluation loop (trainer.test, or trainer.validate for split=val), so the
+numbers are computed exactly as in training: task=lm its loss, ppl (and bpc at character level, the optimum's gap
+on data that knows it); task=translation its teacher-forced loss/ppl and sacreBLEU bleu (cased, 13a), bleu_lc and
+chrf of the detokenized hypotheses against the raw references, decoded with the checkpoint's decoder or the one
+given (decode=, beam_size=, ...; settings of another task are refused).
 
-The data module must encode sources with the checkpoint's own vocabulary. Its vocabulary settings
-(data.tokenizer, vocab_size, joint_vocab, min_frequency) are taken from the checkpoint, so the
-vocabulary trained (or found in the cache) for the data is the checkpoint's; if the training text
-differed (e.g. another data.max_train_pairs), the two differ and eval.py says so instead of scoring
-with mismatched ids.
+The data. Without data=, the data the checkpoint was trained on: its run's config (`.hydra/config.yaml` in the run
+directory of a checkpoint file, the run's `config.yaml` artifact for an MLflow run id). data=... picks other data
+(e.g. another test set). Either way the data must encode text as the checkpoint does: a translation checkpoint's
+vocabulary settings (data.tokenizer, vocab_size, joint_vocab, min_frequency) are taken from it, and the
+vocabulary the data builds must equal the checkpoint's, else eval.py says so instead of scoring with mismatched ids.
 
-Where the scores go. ckpt = an MLflow run id: into that run, as `eval/<decoder>/<split>/<metric>`
-(e.g. eval/beam5_lp1.0/test/bleu), so the run's own test/* from training stay as they were, with
-the translations as artifacts under eval/<decoder>/<split>/. ckpt = a file: a new run of
-`experiment_name` with `<split>/<metric>`, tagged `evaluated_checkpoint` (the file) and, when the
-store holds the run whose directory the file is in, `evaluated_run_id`.
+Where the scores go. ckpt = an MLflow run id: into that run, as `eval/<label>/<split>/<metric>` (label: the decoder
+for translation, e.g. eval/beam5_lp1.0/test/bleu; none for a language model, eval/test/ppl), so the run's own test/*
+from training stay as they were, with any artifacts under eval/<label>/<split>/. ckpt = a file: a new run of
+`experiment_name` (default `<task>-eval`) with `<split>/<metric>`, tagged `evaluated_checkpoint` (the file) and,
+when the store holds the run whose directory the file is in, `evaluated_run_id`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab import cli, tasks
 from rnnlab.checkpoints import is_run_id, resolve_checkpoint
 from rnnlab.errors import ConfigError
-from rnnlab.tasks.translation import DECODING_KEYS, TranslationTask, check_decoding, decoder_name
+from rnnlab.tasks.base import Task
+from rnnlab.tasks.translation import DECODING_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -40,50 +44,71 @@ SPLITS = ("test", "val")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Score cfg.ckpt on cfg.split of cfg.data; print and log the scores; return them."""
+    """Score cfg.ckpt on cfg.split of its data (or cfg.data); print and log the scores; return them."""
     _quiet()
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split} is invalid: choose one of {', '.join(SPLITS)}")
-    settings = {key: cfg[key] for key in DECODING_KEYS if cfg[key] is not None}  # the others: the checkpoint's
-    check_decoding(settings, prefix="")
-    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={cfg.device} but no CUDA device is visible; use device=cpu")
+    cli.check_device(cfg.device)
+    settings = {key: cfg[key] for key in DECODING_KEYS if cfg.get(key) is not None}  # the others: the checkpoint's
     ckpt = str(cfg.ckpt) if cfg.ckpt is not None else None
     with tempfile.TemporaryDirectory() as work:
         path = resolve_checkpoint(ckpt, cfg.tracking_uri, work)
-        task = TranslationTask.from_checkpoint(path, ckpt, cfg.device, **settings)
-        datamodule = _datamodule(cfg, task.hparams.tokenizer, ckpt)
-        decoder = decoder_name(task.hparams)
-        task.artifact_root = f"eval/{decoder}/{cfg.split}"
+        task = tasks.load(path, ckpt, cfg.device, **settings)  # checks the settings against the task
+        datamodule = _datamodule(cfg, task, ckpt, path, work)
+        label = task.evaluation_label()
+        artifact_root = "/".join(part for part in ("eval", label, cfg.split) if part)
+        if hasattr(task, "artifact_root"):
+            task.artifact_root = artifact_root
         trainer = L.Trainer(accelerator="gpu" if str(cfg.device).startswith("cuda") else "cpu", devices=1,
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, default_root_dir=work)
         run_loop = trainer.test if cfg.split == "test" else trainer.validate
         torch.manual_seed(cfg.seed)  # the draws of decode=sample
         metrics = {key: float(value) for key, value in run_loop(task, datamodule=datamodule, verbose=False)[0].items()}
-        run_id = _record(cfg, ckpt, path, decoder, metrics, task, Path(work) / task.artifact_root)
-    _report(metrics, decoder, run_id, cfg)
+        run_id = _record(cfg, ckpt, path, label, metrics, task, Path(work) / artifact_root, artifact_root)
+    _report(metrics, label, run_id, cfg)
     return metrics
 
 
-def _datamodule(cfg: DictConfig, tokenizer: dict, ckpt: str):
-    """cfg.data with the checkpoint's vocabulary settings, checked to give the checkpoint's vocabulary."""
-    options = OmegaConf.to_container(cfg.data, resolve=True)
+def _datamodule(cfg: DictConfig, task: Task, ckpt: str, path: Path, work: str):
+    """The data to score on (see the module docstring), checked to encode text as the checkpoint does."""
+    data = cfg.get("data") or _training_data(ckpt, path, cfg.tracking_uri, work)
+    options = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
     data_class = get_class(options.pop("_target_"))
-    options.update(tokenizer["settings"])  # tokenizer, vocab_size, joint_vocab, min_frequency
+    tokenizer = task.hparams.get("tokenizer")
+    if tokenizer and "settings" in tokenizer:  # translation: tokenizer, vocab_size, joint_vocab, min_frequency
+        options.update(tokenizer["settings"])
     datamodule = data_class(**options)  # a bad option raises its own one-line ConfigError
     datamodule.prepare_data()
     datamodule.setup("test")
-    if datamodule.tokenizer_state() != tokenizer:
+    if tokenizer and hasattr(datamodule, "tokenizer_state") and datamodule.tokenizer_state() != tokenizer:
         raise ConfigError(f"ckpt={ckpt}: the vocabulary of this data (trained on its training split with the "
-                          f"checkpoint's settings {tokenizer['settings']}) is not the checkpoint's: it was trained "
-                          f"on other text; give the data.* options of the training run (data=, "
+                          f"checkpoint's settings {tokenizer.get('settings', {})}) is not the checkpoint's: it was "
+                          f"trained on other text; give the data.* options of the training run (data=, "
                           f"data.max_train_pairs, ...)")
     return datamodule
 
 
-def _record(cfg: DictConfig, ckpt: str, path: Path, decoder: str, metrics: dict[str, float], task: TranslationTask,
-            artifacts: Path) -> str:
+def _training_data(ckpt: str, path: Path, tracking_uri: str, work: str) -> DictConfig:
+    """The `data` config of the run that wrote the checkpoint."""
+    if is_run_id(ckpt):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        try:
+            saved = mlflow.MlflowClient(tracking_uri).download_artifacts(ckpt, "config.yaml", work)
+        except (MlflowException, OSError):
+            saved = None
+    else:
+        saved = path.resolve().parent.parent / ".hydra" / "config.yaml"  # <run dir>/checkpoints/<name>.ckpt
+    if saved is None or not Path(saved).is_file() or "data" not in (config := OmegaConf.load(saved)):
+        raise ConfigError(f"ckpt={ckpt}: the config of the run that trained it is not at hand, so its data is "
+                          f"unknown; give data=<the data it was trained on> (and its data.* options)")
+    return config.data
+
+
+def _record(cfg: DictConfig, ckpt: str, path: Path, label: str | None, metrics: dict[str, float], task: Task,
+            artifacts: Path, artifact_root: str) -> str:
     """Log metrics, signatures and translations to MLflow (see the module docstring); the run id used."""
     import mlflow
 
@@ -91,24 +116,28 @@ def _record(cfg: DictConfig, ckpt: str, path: Path, decoder: str, metrics: dict[
 
     mlflow_store.ensure_store(cfg.tracking_uri)
     client = mlflow.MlflowClient(cfg.tracking_uri)
-    tags = dict(task.signatures)  # the same sacreBLEU settings as in training
+    tags = dict(getattr(task, "signatures", {}))  # translation: the same sacreBLEU settings as in training
     if is_run_id(ckpt):
-        run_id, prefix = ckpt, f"eval/{decoder}/"
+        run_id, prefix = ckpt, "/".join(part for part in ("eval", label) if part) + "/"
     else:
-        experiment = client.get_experiment_by_name(cfg.experiment_name)
+        name = cfg.get("experiment_name") or f"{task.option.removeprefix('task=')}-eval"
+        experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else \
-            client.create_experiment(cfg.experiment_name, artifact_location=cfg.artifact_location)
-        tags |= {"evaluated_checkpoint": str(path.resolve()), "decoder": decoder, "data": _data_name(cfg)}
+            client.create_experiment(name, artifact_location=f"{cfg.paths.log_dir}/mlartifacts/{name}")
+        tags |= {"evaluated_checkpoint": str(path.resolve()), "data": _data_name(cfg)}
+        if label:
+            tags["decoder"] = label
         source_run = _run_of_checkpoint(client, path)
         if source_run:
             tags["evaluated_run_id"] = source_run
-        run_id, prefix = client.create_run(experiment_id, run_name=f"eval {path.name} {decoder}").info.run_id, ""
+        run_name = " ".join(part for part in ("eval", path.name, label) if part)
+        run_id, prefix = client.create_run(experiment_id, run_name=run_name).info.run_id, ""
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     for key, value in metrics.items():
         client.log_metric(run_id, f"{prefix}{key}", value)
     if artifacts.is_dir():
-        client.log_artifacts(run_id, str(artifacts), task.artifact_root)
+        client.log_artifacts(run_id, str(artifacts), artifact_root)
     if not prefix:
         client.set_terminated(run_id)
     return run_id
@@ -118,9 +147,9 @@ def _data_name(cfg: DictConfig) -> str:
     """The data= option (e.g. multi30k), or the data module's class outside a Hydra run."""
     from hydra.core.hydra_config import HydraConfig
 
-    if HydraConfig.initialized():
+    if HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("data"):
         return str(HydraConfig.get().runtime.choices.get("data"))
-    return str(cfg.data._target_)
+    return str(cfg.data._target_) if cfg.get("data") else "as trained"
 
 
 def _run_of_checkpoint(client, path: Path) -> str | None:
@@ -139,9 +168,9 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
-def _report(metrics: dict[str, float], decoder: str, run_id: str, cfg: DictConfig) -> None:
+def _report(metrics: dict[str, float], label: str | None, run_id: str, cfg: DictConfig) -> None:
     width = max(len(key) for key in metrics)
-    lines = [f"{cfg.split} scores, decoder {decoder}", "-" * (width + 14)]
+    lines = [f"{cfg.split} scores" + (f", decoder {label}" if label else ""), "-" * (width + 14)]
     lines += [f"{key:<{width}}  {metrics[key]:>12.4f}" for key in sorted(metrics)]
     lines += ["-" * (width + 14), f"mlflow run id:  {run_id}  ({cfg.tracking_uri})"]
     print("\n".join(lines), flush=True)

@@ -39,6 +39,7 @@ class Task(L.LightningModule):
     data_inputs: ClassVar[tuple[str, ...]] = ()  # hyperparameters the data decides (vocabulary sizes, ids)
     summary_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss", "fit_seconds")  # a sweep's table
     report_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss")  # report.py's default columns
+    settings: ClassVar[tuple[str, ...]] = ()  # task keys eval.py and the prediction scripts may override
 
     def __init__(self) -> None:
         super().__init__()
@@ -71,6 +72,7 @@ class Task(L.LightningModule):
 
     # a run resumed mid-epoch continues the epoch's sums (train_epoch.py)
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["task"] = f"{type(self).__module__}.{type(self).__qualname__}"  # which class rebuilds it
         checkpoint["train_epoch"] = per_process(self, self.epoch_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -83,16 +85,28 @@ class Task(L.LightningModule):
     def from_checkpoint(cls, path: Path, ckpt: str, device: str = "cpu", **settings: Any) -> Task:
         """The task of a checkpoint of this task (the model family's own subclass where it has one), in eval
         mode; settings not None override its task keys."""
-        checkpoint = read_checkpoint(path, ckpt, device)
+        return cls.from_checkpoint_dict(read_checkpoint(path, ckpt, device), ckpt, device, **settings)
+
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu", **settings: Any) -> Task:
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         if not all(key in hparams for key in (*cls.data_inputs, "model")):
             raise ConfigError(f"ckpt={ckpt} is not a {cls.option} checkpoint (it lacks the hyperparameters "
                               f"{', '.join((*cls.data_inputs, 'model'))}); give one that `python train.py "
                               f"{cls.option}` wrote")
+        unknown = sorted(key for key, value in settings.items() if value is not None and key not in cls.settings)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}={settings[unknown[0]]} does not apply to a {cls.option} checkpoint"
+                              + (f" (its settings: {', '.join(cls.settings)})" if cls.settings else "")
+                              + "; leave it out")
         task_class = registry.task_class(cls, hparams["model"])
         task = task_class(**{**hparams, **{key: value for key, value in settings.items() if value is not None}})
         task.load_state_dict(checkpoint["state_dict"])
         return task.to(device).eval()
+
+    def evaluation_label(self) -> str | None:
+        """What distinguishes one evaluation of this checkpoint from another (translation: the decoder), or None."""
+        return None
 
     def log_files(self, paths: Iterable[Path], folder: str | None = None) -> None:
         """Copy files into every artifact-keeping logger of the run (MLflow), under `folder`."""

@@ -138,6 +138,7 @@ def decoder_name(settings: dict[str, Any]) -> str:
 class TranslationTask(Task):
     shape, option = "seq2seq", "task=translation"
     data_inputs = DATA_INPUTS
+    settings = DECODING_KEYS
     summary_metrics = ("val/loss", "val/ppl", "test/ppl", "val/bleu", "test/bleu", "fit_seconds")
     report_metrics = ("val/bleu", "test/bleu", "test/chrf", "test/ppl")
 
@@ -183,13 +184,16 @@ class TranslationTask(Task):
         self.signatures: dict[str, str] = {}  # of the scores, once computed: MLflow tags
 
     @classmethod
-    def from_checkpoint(cls, path: Path, ckpt: str, device: str = "cpu", **settings: Any) -> TranslationTask:
-        """The task of a task=translation checkpoint, in eval mode; settings not None override its task keys."""
-        task = super().from_checkpoint(path, ckpt, device, **settings)
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu",
+                             **settings: Any) -> TranslationTask:
+        task = super().from_checkpoint_dict(checkpoint, ckpt, device, **settings)
         if task.subwords is None:
             raise ConfigError(f"ckpt={ckpt} holds no vocabulary (tokenizer), so text cannot be turned into its ids; "
                               f"retrain it")
         return task
+
+    def evaluation_label(self) -> str:
+        return decoder_name(self.hparams)
 
     # --- decoding -----------------------------------------------------------------------------------
     def decode(self, src: torch.Tensor, src_lengths: torch.Tensor, return_attention: bool = False

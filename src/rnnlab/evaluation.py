@@ -87,17 +87,19 @@ def _record(cfg: DictConfig, ckpt: str, path: Path, decoder: str, metrics: dict[
     """Log metrics, signatures and translations to MLflow (see the module docstring); the run id used."""
     import mlflow
 
-    from rnnlab.tracking import mlflow_store
+    from rnnlab.tracking import mlflow_store, ui
 
     mlflow_store.ensure_store(cfg.tracking_uri)
     client = mlflow.MlflowClient(cfg.tracking_uri)
     tags = dict(task.signatures)  # the same sacreBLEU settings as in training
     if is_run_id(ckpt):
         run_id, prefix = ckpt, f"eval/{decoder}/"
+        ui.mark_model_development(client, client.get_run(run_id).info.experiment_id)
     else:
         experiment = client.get_experiment_by_name(cfg.experiment_name)
         experiment_id = experiment.experiment_id if experiment else \
             client.create_experiment(cfg.experiment_name, artifact_location=cfg.artifact_location)
+        ui.mark_model_development(client, experiment_id)
         tags |= {"evaluated_checkpoint": str(path.resolve()), "decoder": decoder, "data": _data_name(cfg)}
         source_run = _run_of_checkpoint(client, path)
         if source_run:
@@ -140,8 +142,14 @@ def _quiet() -> None:
 
 
 def _report(metrics: dict[str, float], decoder: str, run_id: str, cfg: DictConfig) -> None:
+    import mlflow
+
+    from rnnlab.tracking import ui
+
+    experiment_id = mlflow.MlflowClient(cfg.tracking_uri).get_run(run_id).info.experiment_id
     width = max(len(key) for key in metrics)
     lines = [f"{cfg.split} scores, decoder {decoder}", "-" * (width + 14)]
     lines += [f"{key:<{width}}  {metrics[key]:>12.4f}" for key in sorted(metrics)]
-    lines += ["-" * (width + 14), f"mlflow run id:  {run_id}  ({cfg.tracking_uri})"]
+    lines += ["-" * (width + 14), f"mlflow run id:  {run_id}  ({cfg.tracking_uri})",
+              f"browse run:     {ui.run_link(cfg.tracking_uri, experiment_id, run_id)}"]
     print("\n".join(lines), flush=True)

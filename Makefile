@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-PORT ?= 5000
+# make ui's port; the MLflow links that runs print read MLFLOW_UI_PORT too (rnnlab/tracking/ui.py)
+PORT ?= $(or $(MLFLOW_UI_PORT),5000)
 ARGS ?=
+UI_STORE = $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/logs/mlflow.db}
 # this machine's pip config points at local mirrors that pip reports as "ignored"; hide only that
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
@@ -43,9 +45,10 @@ report: install  ## compare runs: table + plots per configuration (ARGS="<experi
 
 ui: install  ## serve the MLflow UI on http://127.0.0.1:$(PORT) over logs/mlflow.db
 	@mkdir -p logs
+	@MLFLOW_UI_PORT=$(PORT) $(BIN)/python -m rnnlab.tracking.ui "$(UI_STORE)"
 	@# the job runner (GenAI evaluation jobs: 7 extra worker processes) serves nothing rnnlab logs
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=$${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
-	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/logs/mlflow.db}" \
+	$(BIN)/mlflow ui --backend-store-uri "$(UI_STORE)" \
 		--host 127.0.0.1 --port $(PORT)
 
 sync: install  ## send what runs kept while the MLflow server was unreachable (ARGS=<run dir>; default logs/)

@@ -32,6 +32,7 @@ def main() -> None:
     print(f"\nwritten to {report.files[0].parent}: {', '.join(path.name for path in report.files)}")
     if report.selection.parent is not None:
         print(f"logged to MLflow run {report.selection.parent.info.run_id} under {ARTIFACT_PATH}/")
+    print(f"browse in MLflow: {report.link}")
 
 
 def _names(text: str) -> list[str]:

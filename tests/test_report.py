@@ -113,10 +113,13 @@ def test_sweep_report_table_curves_and_parent_artifacts(store, tmp_path):
     assert logged == {f"report/{name}" for name in names}
 
 
-def test_experiment_report_groups_by_keys_and_leaves_out_sweep_parents(store, tmp_path):
+def test_experiment_report_groups_by_keys_and_leaves_out_sweep_parents(store, tmp_path, monkeypatch):
     uri, _, _ = store
+    monkeypatch.delenv("MLFLOW_UI_PORT", raising=False)
     report = write_report("lm-synthetic_lm", tracking_uri=uri, out_dir=tmp_path, group_by=["model.cell"],
                           metrics=["val/loss", "fit_seconds"])  # the fit time is always a column: named once
+    experiment_id = mlflow.MlflowClient(uri).get_experiment_by_name("lm-synthetic_lm").experiment_id
+    assert report.link == f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
     table = report.table
     # the parent run (no metrics) is not a configuration; the lone lstm run is
     assert list(table.index) == ["model.cell=rnn", "model.cell=gru", "model.cell=lstm"]
@@ -161,11 +164,15 @@ def test_report_py_prints_the_table_or_one_error_line(store, tmp_path, monkeypat
     uri, parent, _ = store
     script = str(ROOT / "report.py")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the default store when --tracking-uri is not given
+    monkeypatch.delenv("MLFLOW_UI_PORT", raising=False)
     monkeypatch.setattr(sys, "argv", ["report.py", parent, "--out", str(tmp_path), "--group-by", "model"])
     runpy.run_path(script, run_name="__main__")
     out = capsys.readouterr().out
     assert "| model=rnn | 3 | 1 | 3.20 ± 0.20 |" in out
     assert f"written to {tmp_path}" in out and f"logged to MLflow run {parent} under report/" in out
+    experiment_id = mlflow.MlflowClient(uri).get_run(parent).info.experiment_id
+    assert out.endswith(f"\nbrowse in MLflow: http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{parent}"
+                        f"?workflowType=machine_learning\n")  # the parent run's page
 
     monkeypatch.setattr(sys, "argv", ["report.py", "nope"])
     with pytest.raises(SystemExit) as exit_:

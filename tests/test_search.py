@@ -181,6 +181,8 @@ def test_search_prunes_records_failures_and_returns_the_metric(tmp_path):
     assert {number: run.data.tags["optuna.trial"] for number, run in runs.items()} == {n: str(n) for n in runs}
     parents = {run.data.tags.get("mlflow.parentRunId") for run in runs.values()}
     assert len(parents) == 1 and None not in parents  # every trial a child of the search's one parent run
+    experiment = client.get_experiment(runs[complete.number].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the search's experiment
     history = {n: len(client.get_metric_history(run.info.run_id, "val/ppl")) for n, run in runs.items()}
     assert history[complete.number] == 2 and history[pruned.number] == 1  # pruning stopped the training
     assert runs[pruned.number].info.status == "FINISHED"

@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from rnnlab import config
-from rnnlab.tracking import mlflow_store, sweep
+from rnnlab.tracking import mlflow_store, sweep, ui
 
 # each job small: a few batches, no per-epoch extras, no checkpoint copied into MLflow
 QUICK = [*TINY, "data.train_tokens=8000", "data.val_tokens=2000", "data.test_tokens=2000",
@@ -113,7 +113,12 @@ def test_failed_jobs_are_children_the_others_still_run_and_the_parent_fails(tmp_
                         f"{children[0].data.metrics['val/ppl']:.4f} | {children[0].data.metrics['val/ppl_gap']:.4f} | "
                         f"{children[0].data.metrics['test/ppl']:.4f} | {children[0].data.metrics['fit_seconds']:.4f} |")
     assert "- job 1: error: model.dropout=1.5 is invalid: must be in [0, 1)" in lines
-    assert markdown in result.stdout  # also printed when the sweep ends
+    assert markdown in result.stdout  # also printed when the sweep ends, after its links into the MLflow UI
+    store, experiment_id = f"sqlite:///{tmp_path}/mlflow.db", parent.info.experiment_id
+    assert f"browse experiment:  {ui.experiment_link(store, experiment_id)}\n" \
+           f"browse parent run:  {ui.run_link(store, experiment_id, parent.info.run_id)}\n{markdown}" in result.stdout
+    experiment = mlflow.MlflowClient(store).get_experiment(experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     sweep_dir = Path(parent.data.tags["sweep.dir"])
     assert (sweep_dir / "sweep_summary.md").read_text() == markdown
 

@@ -22,7 +22,8 @@ def _runs(tracking_uri: str):
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys):
+def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_UI_PORT", raising=False)  # the run's link: make ui's default address
     cfg = make_cfg(f"model={cell}")
     metrics = train(cfg)
 
@@ -77,8 +78,12 @@ def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys):
     # metrics.json in the run directory holds the same final numbers
     on_disk = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert on_disk["test/ppl"] == pytest.approx(metrics["test/ppl"])
+    # filed under model development, and the run's page in the UI's Model-training view printed at the end
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     out = capsys.readouterr().out
     assert "final metrics" in out and run.info.run_id in out and "make ui" in out
+    assert f"browse run:     http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}" \
+           f"?workflowType=machine_learning\n" in out
 
 
 def _all_artifacts(client, run_id, path=None):

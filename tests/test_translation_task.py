@@ -25,6 +25,7 @@ from rnnlab.decoding import Hypotheses
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate as evaluate_checkpoint
 from rnnlab.tasks.translation import DECODING_KEYS, TranslationTask, corpus_scores, decoder_name, length_buckets
+from rnnlab.tracking import ui
 from rnnlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -337,6 +338,8 @@ def test_eval_py_scores_the_checkpoint_into_its_run_or_a_linked_one(run, tmp_pat
     into_run = script("eval.py", f"ckpt={run['run_id']}", *EVAL_DATA, uri=run["uri"])
     assert into_run.returncode == 0, into_run.stderr
     assert "test/bleu" in into_run.stdout and run["run_id"] in into_run.stdout
+    trained_in = run["client"].get_run(run["run_id"]).info.experiment_id
+    assert f"browse run:     {ui.run_link(run['uri'], trained_in, run['run_id'])}\n" in into_run.stdout
     logged = run["client"].get_run(run["run_id"]).data.metrics
     assert logged["eval/beam3_lp1.0/test/bleu"] == pytest.approx(run["metrics"]["test/bleu"], abs=1e-6)
     assert logged["test/bleu"] == pytest.approx(run["metrics"]["test/bleu"])  # training's own score untouched
@@ -344,7 +347,11 @@ def test_eval_py_scores_the_checkpoint_into_its_run_or_a_linked_one(run, tmp_pat
     best = next((run["dir"] / "checkpoints").glob("epoch*.ckpt"))  # in the run's directory: linked to the run
     metrics = evaluate_checkpoint(compose_eval(f"ckpt={best}", *EVAL_DATA, "split=val", "decode=greedy",
                                                uri=run["uri"]))
-    (linked,) = run["client"].search_runs([run["client"].get_experiment_by_name("translation-eval").experiment_id])
+    evaluations = run["client"].get_experiment_by_name("translation-eval")
+    assert evaluations.tags["mlflow.experimentKind"] == "custom_model_development"
+    (linked,) = run["client"].search_runs([evaluations.experiment_id])
+    assert f"browse run:     {ui.run_link(run['uri'], evaluations.experiment_id, linked.info.run_id)}\n" in \
+        capsys.readouterr().out
     assert linked.data.tags["evaluated_checkpoint"] == str(best.resolve())
     assert linked.data.tags["evaluated_run_id"] == run["run_id"]  # found by the run directory
     assert linked.data.tags["decoder"] == "greedy"

@@ -112,18 +112,20 @@ def _record(cfg: DictConfig, ckpt: str, path: Path, label: str | None, metrics: 
     """Log metrics, signatures and translations to MLflow (see the module docstring); the run id used."""
     import mlflow
 
-    from rnnlab.tracking import mlflow_store
+    from rnnlab.tracking import mlflow_store, ui
 
     mlflow_store.ensure_store(cfg.tracking_uri)
     client = mlflow.MlflowClient(cfg.tracking_uri)
     tags = dict(getattr(task, "signatures", {}))  # translation: the same sacreBLEU settings as in training
     if is_run_id(ckpt):
         run_id, prefix = ckpt, "/".join(part for part in ("eval", label) if part) + "/"
+        ui.mark_model_development(client, client.get_run(run_id).info.experiment_id)
     else:
         name = cfg.get("experiment_name") or f"{task.option.removeprefix('task=')}-eval"
         experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else \
             client.create_experiment(name, artifact_location=f"{cfg.paths.log_dir}/mlartifacts/{name}")
+        ui.mark_model_development(client, experiment_id)
         tags |= {"evaluated_checkpoint": str(path.resolve()), "data": _data_name(cfg)}
         if label:
             tags["decoder"] = label
@@ -169,8 +171,14 @@ def _quiet() -> None:
 
 
 def _report(metrics: dict[str, float], label: str | None, run_id: str, cfg: DictConfig) -> None:
+    import mlflow
+
+    from rnnlab.tracking import ui
+
+    experiment_id = mlflow.MlflowClient(cfg.tracking_uri).get_run(run_id).info.experiment_id
     width = max(len(key) for key in metrics)
     lines = [f"{cfg.split} scores" + (f", decoder {label}" if label else ""), "-" * (width + 14)]
     lines += [f"{key:<{width}}  {metrics[key]:>12.4f}" for key in sorted(metrics)]
-    lines += ["-" * (width + 14), f"mlflow run id:  {run_id}  ({cfg.tracking_uri})"]
+    lines += ["-" * (width + 14), f"mlflow run id:  {run_id}  ({cfg.tracking_uri})",
+              f"browse run:     {ui.run_link(cfg.tracking_uri, experiment_id, run_id)}"]
     print("\n".join(lines), flush=True)

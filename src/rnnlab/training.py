@@ -22,7 +22,7 @@ from rnnlab import checkpoint_io, config, hardware, resume
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
-from rnnlab.tracking import mlflow_store, sweep
+from rnnlab.tracking import mlflow_store, sweep, ui
 from rnnlab.tracking.run_info import CurveRecorder, flatten, machine_tags, resolved_yaml, run_tags, write_metrics
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
         tags = run_tags(choices, overrides, Path(cfg.paths.root_dir)) | machine_tags(task)
         for key, value in tags.items():
             mlflow_logger.experiment.set_tag(mlflow_logger.run_id, key, value)
+        ui.mark_model_development(mlflow_logger.experiment, mlflow_logger.experiment_id)
         if resumed is None:
             mlflow_logger.log_hyperparams(flatten(plain))
         else:  # the same MLflow run goes on
@@ -167,6 +168,8 @@ def _report(metrics: dict[str, float], mlflow_logger: MLFlowLogger | None, outpu
     lines.append(f"outputs:        {output_dir}")
     if mlflow_logger is not None:
         lines.append(f"mlflow run id:  {mlflow_logger.run_id}  (experiment {cfg.logger.mlflow.experiment_name!r})")
+        link = ui.run_link(tracking_uri(cfg), mlflow_logger.experiment_id, mlflow_logger.run_id)
+        lines.append(f"browse run:     {link}")
         lines.append(f"browse runs:    make ui   (mlflow ui --backend-store-uri {tracking_uri(cfg)})")
         journal = getattr(mlflow_logger, "journal", None)  # what the tracking server missed while unreachable
         if journal is not None and journal.pending():

@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from rnnlab.errors import ConfigError
-from rnnlab.tracking import mlflow_store
+from rnnlab.tracking import mlflow_store, ui
 from rnnlab.tracking.run_info import task_metrics
 
 WALL_TIME = "fit_seconds"     # train.py logs the seconds trainer.fit took
@@ -53,6 +53,7 @@ class Report:
     table: pd.DataFrame           # one row per configuration (index), numbers at full precision
     markdown: str
     files: list[Path]
+    link: str                     # the parent run, else the experiment's runs, in the MLflow UI
 
 
 def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | str | None = None,
@@ -92,7 +93,7 @@ def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | s
     if selection.parent is not None:
         for path in files:
             client.log_artifact(selection.parent.info.run_id, str(path), ARTIFACT_PATH)
-    return Report(selection, table, markdown, files)
+    return Report(selection, table, markdown, files, ui_link(selection, tracking_uri))
 
 
 # --- which runs, grouped how --------------------------------------------------------------------
@@ -122,6 +123,13 @@ def select_runs(client: Any, target: str, tracking_uri: str) -> Selection:
         raise ConfigError(f"run {target} ({parent.info.run_name}) has no child runs: give a sweep's parent run id, "
                           f"or the experiment's name {experiment!r}")
     return Selection(f"{parent.info.run_name} (parent run {target})", runs, parent)
+
+
+def ui_link(selection: Selection, tracking_uri: str) -> str:
+    parent = selection.parent
+    if parent is not None:
+        return ui.run_link(tracking_uri, parent.info.experiment_id, parent.info.run_id)
+    return ui.experiment_link(tracking_uri, selection.runs[0].info.experiment_id)
 
 
 def overrides(run: Any) -> list[str]:

@@ -43,7 +43,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab.tracking import mlflow_store
+from rnnlab.tracking import mlflow_store, ui
 from rnnlab.tracking.run_info import task_metrics
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ class MLflowSweep(Callback):
         mlflow_store.ensure_store(tracking_uri)
         client = mlflow.MlflowClient(tracking_uri)
         experiment_id = _experiment_id(client, config.experiment_name, logger.get("artifact_location"))
+        ui.mark_model_development(client, experiment_id)
 
         overrides = list(config.hydra.overrides.task)
         axes, fixed = sweep_axes(overrides, config.hydra.sweeper.get("params") or {})
@@ -200,8 +201,11 @@ class MLflowSweep(Callback):
                 client.log_text(self.parent.run_id, text, SUMMARY + suffix)
         finally:  # whatever happened to the summary, the parent does not stay RUNNING
             client.set_terminated(self.parent.run_id, status)
-        print(f"\nsweep {status}: MLflow parent run {self.parent.run_id} "
-              f"(experiment {self.parent.experiment!r}), {len(children)} jobs\n{markdown}", flush=True)
+        parent, uri = self.parent, self.parent.tracking_uri
+        print(f"\nsweep {status}: MLflow parent run {parent.run_id} (experiment {parent.experiment!r}), "
+              f"{len(children)} jobs\n"
+              f"browse experiment:  {ui.experiment_link(uri, parent.experiment_id)}\n"
+              f"browse parent run:  {ui.run_link(uri, parent.experiment_id, parent.run_id)}\n{markdown}", flush=True)
 
     def children(self, client: Any) -> list[Any]:
         return sorted(mlflow_store.search_all_runs(client, [self.parent.experiment_id],

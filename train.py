@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    try:  # resume=<run>: that run's own overrides, into its own directory (rnnlab/resume.py)
+    try:  # resume=<run>: that run's own overrides, into its own directory (rnnlab/resume/command.py)
         sys.argv = resume.hydra_argv(sys.argv)
     except ConfigError as error:
         fail(error, status=2)

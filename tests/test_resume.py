@@ -1,4 +1,4 @@
-"""Exact resume after a crash (rnnlab/resume.py), determinism, and what a failing run answers.
+"""Exact resume after a crash (rnnlab/resume/), determinism, and what a failing run answers.
 
 A resumed run must end with the metrics of a run never interrupted: the same config on CPU with
 trainer.deterministic=true, compared with ==. The metrics that measure time (fit_seconds, tokens/s) differ.

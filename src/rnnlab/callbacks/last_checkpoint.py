@@ -1,5 +1,5 @@
 """`callbacks.last_checkpoint`: `checkpoints/last.ckpt` every N optimizer steps and at every epoch's end,
-so a crash loses at most N steps; `python train.py resume=<run dir>` continues from it (rnnlab/resume.py).
+so a crash loses at most N steps; `python train.py resume=<run dir>` continues from it (rnnlab/resume/).
 
 The file holds everything a resumed run needs to continue exactly as if never stopped: weights, optimizer,
 schedule, loop counters, callback states, random generators, the position in the epoch and what the task

@@ -2,7 +2,7 @@
 
 With `logger.mlflow.synchronous: false` MLflow writes each batch of metrics from a pool of threads; on a
 busy sqlite store it runs many steps behind, and out of order. A checkpoint must not get ahead of the
-metrics logged before it: a run resumed from it logs only the steps after it (rnnlab/resume.py), so steps
+metrics logged before it: a run resumed from it logs only the steps after it (rnnlab/resume/), so steps
 still queued when the process died would be missing for good. QueuedWrites keeps what the logger hands to
 the queue, and `wait()` blocks until it is written (callbacks/last_checkpoint.py calls it before each
 checkpoint). Cheaper than `mlflow.flush_async_logging()`, which restarts MLflow's logging thread and takes

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
     """Fit and test as configured; extra_callbacks join the configured ones (benchmarks use this)."""
     check(cfg)
-    datamodule, task, trainer, resumed, recorder = build(cfg, extra_callbacks)
+    datamodule, task, trainer = build(cfg, extra_callbacks)
+    recorder = next(c for c in trainer.callbacks if isinstance(c, RunRecorder))
+    resumed = recorder.resumed  # resume=: the checkpoint this run continues from
     started = time.perf_counter()
     trainer.fit(task, datamodule=datamodule, ckpt_path=resumed and resumed.checkpoint, weights_only=True)
     fit_seconds = time.perf_counter() - started
@@ -59,9 +61,9 @@ def check(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
-          ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer, resume.Resume | None, RunRecorder]:
-    """The data, the task (its network from model=), and the trainer with its callbacks and loggers; with
-    resume=, the run it continues; and the callback that records the run."""
+          ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """The data, the task (its network from model=), and the trainer with its callbacks and loggers, among them
+    the RunRecorder that records the run (and knows the run resume= continues)."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = _instantiate(cfg.data)
@@ -89,7 +91,7 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      plugins=checkpoint_io.trainer_plugins(cfg.trainer))
-    return datamodule, task, trainer, resumed, recorder
+    return datamodule, task, trainer
 
 
 def tracking_uri(cfg: DictConfig) -> str:

@@ -64,6 +64,8 @@ from rnnlab.data.translation import collate_pairs
 from rnnlab.errors import ConfigError
 from rnnlab.sampling import check_sampling
 from rnnlab.tasks.base import Task
+from rnnlab.tracking.artifacts import write_text
+from rnnlab.tracking.plots import attention_heatmap
 
 log = logging.getLogger(__name__)
 
@@ -394,15 +396,15 @@ class TranslationTask(Task):
         shown = [i for i in self._samples if i in translations]
         title = (f"{stage} translations, epoch {self.current_epoch}, step {self.global_step}: "
                  f"{self._decoder_description()}")
-        files = [(_write(directory / "translations" / f"{name}.md",
+        files = [(write_text(directory / "translations" / f"{name}.md",
                          translation_table(title, shown, sources, references, translations)), "translations")]
         if not fitting:  # a final score (test, eval.py): every hypothesis, in the split's order
             text = "".join(translations[i] + "\n" for i in sorted(translations))
-            files.append((_write(directory / "translations" / f"{stage}_hypotheses.txt", text), "translations"))
+            files.append((write_text(directory / "translations" / f"{stage}_hypotheses.txt", text), "translations"))
         subwords = self._vocabulary()
         for index, (source, hypothesis, attention) in sorted(self._attention.items()):
             path = directory / "attention" / f"{name}_sentence_{index:04d}.png"
-            plot_attention(attention, subwords.source_tokens(source), subwords.target_tokens(hypothesis), path,
+            attention_heatmap(attention, subwords.source_tokens(source), subwords.target_tokens(hypothesis), path,
                            title=f"{stage} sentence {index}, epoch {self.current_epoch}")
             files.append((path, "attention"))
         for logger in self.trainer.loggers:
@@ -431,32 +433,3 @@ def translation_table(title: str, indices: Sequence[int], sources: Sequence[str]
         cells = (sources[i], references[i], hypotheses[i])
         lines.append(f"| {i} | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plot_attention(attention: torch.Tensor, source_tokens: Sequence[str], target_tokens: Sequence[str], path: Path,
-                   title: str) -> Path:
-    """Heatmap of a_t(s): one row per output token, one column per source token (eos included)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows, columns = max(len(target_tokens), 1), len(source_tokens)
-    fig, ax = plt.subplots(figsize=(1.5 + 0.32 * columns, 1.2 + 0.32 * rows))
-    image = ax.imshow(attention.numpy() if len(target_tokens) else torch.zeros(1, columns).numpy(),
-                      cmap="Greys", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(columns), source_tokens, rotation=90, fontsize=8)
-    ax.set_yticks(range(len(target_tokens)), target_tokens, fontsize=8)
-    ax.set(xlabel="source", ylabel="hypothesis", title=title)
-    fig.colorbar(image, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path

@@ -16,3 +16,10 @@ def log_files(loggers: Iterable[Any], paths: Iterable[Path | str], folder: str |
             continue
         for path in paths:
             logger.experiment.log_artifact(logger.run_id, path, folder)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write text (UTF-8) at path, its folders made; the path, to log as an artifact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

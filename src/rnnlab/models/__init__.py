@@ -1,5 +1,5 @@
-"""Language models: networks wired from `nn` layers, and the count-based n-gram. A task chooses which one to
-build from the `model` config."""
+"""Networks wired from `nn` layers (the language model, the encoder–decoder) and the count-based n-gram.
+`registry.py` decides which one `model=` builds for a task's shape."""
 
 from rnnlab.models.language_model import RNNLanguageModel
 from rnnlab.models.ngram import NGramLanguageModel, NGramLM

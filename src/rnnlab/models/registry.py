@@ -14,6 +14,7 @@ below plus its network module (docs/extending.md).
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +95,5 @@ def ignored_keys(model: dict[str, Any], shape: str) -> list[str]:
 
 
 def _keys_of(family_name: str, shape: str) -> set[str]:
-    import inspect
-
     parameters = inspect.signature(get_class(FAMILIES[family_name][shape].target)).parameters
     return {name for name in parameters if name != "self"}

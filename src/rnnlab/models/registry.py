@@ -4,8 +4,9 @@ A task asks for "the network of this model config for my shape" (`build(model, s
 config names its family with the key `family` (absent: `rnn`, the recurrent stacks of conf/model/rnn|lstm|gru...).
 Shapes are what a task needs of a network:
 
-    lm        tokens (B, T), state → logits (B, T, V), state          task=lm
-    seq2seq   src, src_lengths, tgt_in → logits, attention; decoding   task=translation
+    lm          tokens (B, T), state → logits (B, T, V), state          task=lm
+    seq2seq     src, src_lengths, tgt_in → logits, attention; decoding   task=translation
+    classifier  tokens (B, T), lengths (B,) → logits (B, C)              task=classification
 
 A family that is not trained by gradient steps (the counted n-gram) says so (`trains=False`) and names the
 task that fits it instead (`task=`, a subclass of the shape's own task). Adding a family or a shape is one entry
@@ -38,11 +39,16 @@ FAMILIES: dict[str, dict[str, Network]] = {
     "rnn": {
         "lm": Network("rnnlab.models.language_model.RNNLanguageModel"),
         "seq2seq": Network("rnnlab.models.seq2seq.Seq2Seq"),
+        "classifier": Network("rnnlab.models.classifier.RNNClassifier"),
     },
     "ngram": {
         # presets size the recurrent models they compare (model.hidden_size, ...): nothing to size here
         "lm": Network("rnnlab.models.ngram.NGramLanguageModel", trains=False, task="rnnlab.tasks.ngram.NGramTask",
                       ignores=("rnn", "lm")),
+    },
+    "bow": {
+        # the lecture's bag of words; ignores the recurrent models' sizes, so one sweep runs both
+        "classifier": Network("rnnlab.models.classifier.BagOfWordsClassifier", ignores=("rnn", "classifier")),
     },
 }
 
@@ -58,7 +64,7 @@ def network(model: Any, shape: str) -> Network:
         raise ConfigError(f"model.family={name} is unknown: choose one of {', '.join(FAMILIES)}")
     shapes = FAMILIES[name]
     if shape not in shapes:
-        tasks = {"lm": "task=lm", "seq2seq": "task=translation"}
+        tasks = {"lm": "task=lm", "seq2seq": "task=translation", "classifier": "task=classification"}
         fits = ", ".join(tasks.get(s, s) for s in shapes)
         raise ConfigError(f"model={name} has no {shape} network: it fits {fits}")
     return shapes[shape]
@@ -81,8 +87,8 @@ def build(model: dict[str, Any], shape: str, **inputs: Any):
     entry = network(model, shape)
     network_class = get_class(entry.target)
     options = {key: value for key, value in model.items() if key != "family"}
-    if entry.ignores:
-        other = _keys_of(*entry.ignores)
+    if entry.ignores:  # another family's keys, unless this network takes them too (dropout)
+        other = _keys_of(*entry.ignores) - _keys_of(family(model), shape)
         options = {key: value for key, value in options.items() if key not in other}
     check_options(network_class, options, "model", ignore=tuple(inputs))
     return network_class(**inputs, **options)
@@ -91,7 +97,7 @@ def build(model: dict[str, Any], shape: str, **inputs: Any):
 def ignored_keys(model: dict[str, Any], shape: str) -> list[str]:
     """The model.* keys `build` leaves out for this family (to say so in the log)."""
     entry = network(model, shape)
-    return sorted(_keys_of(*entry.ignores) & set(model)) if entry.ignores else []
+    return sorted((_keys_of(*entry.ignores) - _keys_of(family(model), shape)) & set(model)) if entry.ignores else []
 
 
 def _keys_of(family_name: str, shape: str) -> set[str]:

@@ -17,6 +17,7 @@ from rnnlab.tasks.language_modeling import LanguageModelingTask
 TASKS = {
     "lm": "rnnlab.tasks.language_modeling.LanguageModelingTask",
     "translation": "rnnlab.tasks.translation.TranslationTask",
+    "classification": "rnnlab.tasks.classification.ClassificationTask",
 }
 
 __all__ = ["TASKS", "LanguageModelingTask", "Task", "load", "task_of"]

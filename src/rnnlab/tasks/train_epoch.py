@@ -37,11 +37,13 @@ class TrainEpoch(torch.nn.Module):
         self.loss.reset()  # Lightning resets it at the epoch's end; a run resumed there restored it since
         self.tokens, self.started = 0, time.perf_counter()
 
-    def log_step(self, task: L.LightningModule, nll: torch.Tensor, tokens: int) -> None:
+    def log_step(self, task: L.LightningModule, nll: torch.Tensor, tokens: int, weight: int | None = None) -> None:
         """train/loss of this step (nats per target token), added to the epoch's token-weighted mean
-        (train/loss_epoch, over all processes) and to its token count."""
-        task.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=tokens)
-        self.loss.update(nll.detach(), weight=tokens)
+        (train/loss_epoch, over all processes) and to its token count. A loss that is a mean over something else
+        (a classifier's, over sentences) gives its count as `weight`."""
+        weight = tokens if weight is None else weight
+        task.log("train/loss", nll, on_step=True, on_epoch=False, prog_bar=True, batch_size=weight)
+        self.loss.update(nll.detach(), weight=weight)
         self.tokens += tokens
         task.log("train/loss_epoch", self.loss, on_step=False, on_epoch=True)
 

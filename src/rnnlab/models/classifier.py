@@ -1,0 +1,137 @@
+"""Sentence classifiers (`task=classification`): a recurrent encoder pooled into one vector, and the bag of words.
+
+Recurrent (`model=rnn|lstm|gru`, the lecture's many-to-one RNN):
+
+    e_t = dropout(E x_t)                        embedding
+    h_1..h_T = recurrent stack(e_1..e_T)        rnn | lstm | gru, num_layers deep, optionally bidirectional
+    s = pool(h_1..h_T)                          pooling, below
+    p(y | x) = softmax(W_o · dropout(s) + b_o)
+
+pooling: `last` — "treat the last output as prediction": the last layer's state at the last real token; for a
+bidirectional encoder the forward direction's last state and the backward direction's first (each has read the
+whole sentence). `mean`, `max` — over the real tokens. `attention` — a learned query over the states, as in
+hierarchical attention networks: u_t = tanh(W h_t + b), a_t = softmax_t(u_t · q), s = Σ_t a_t h_t.
+Padding is never read: the stack packs by length (rnnlab.nn.recurrent) and every pooling masks the padding, so a
+batch padded to any length gives the same logits.
+
+Bag of words (`model=bow`, the lecture's features): x = the counts of each vocabulary word in the text (or 0/1
+presence, or log(1 + count)), with `ngrams: 2` also the counts of adjacent word pairs hashed into
+`bigram_buckets` buckets; then a linear layer (`hidden_units: 0`) or one hidden layer (ReLU) to the classes.
+Order is lost by design: that is the baseline's point.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rnnlab.errors import ConfigError
+from rnnlab.models.language_model import check_architecture
+from rnnlab.nn import recurrent_layer
+
+POOLINGS = ("last", "mean", "max", "attention")
+WEIGHTINGS = ("counts", "binary", "log_counts")
+
+
+def check_pooling(pooling: str) -> None:
+    if pooling not in POOLINGS:
+        raise ConfigError(f"task.pooling={pooling!r} is invalid: choose one of {', '.join(POOLINGS)}")
+
+
+def real_tokens(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B, T) True where a position holds a real token, False on padding."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]
+
+
+class RNNClassifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0, pooling: str = "last", cell: str = "lstm",
+                 embedding_size: int = 128, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
+                 bidirectional: bool = False, tie_weights: bool = False, nonlinearity: str = "tanh",
+                 forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                 gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
+                 skip: int | None = None, locked_dropout: bool = False):
+        super().__init__()
+        check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
+                           dropout=dropout, nonlinearity=nonlinearity)
+        check_pooling(pooling)
+        if tie_weights:
+            raise ConfigError("model.tie_weights=true ties a language model's output layer to its embedding; a "
+                              "classifier's outputs are classes, not words: set model.tie_weights=false")
+        if locked_dropout:
+            raise ConfigError("model.locked_dropout=true is implemented for task=lm only; set "
+                              "model.locked_dropout=false for task=classification")
+        self.pooling, self.pad_id = pooling, pad_id
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout=dropout,
+                                   bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
+                                   backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
+                                   leak=leak, learn_leak=learn_leak, skip=skip)
+        size = self.rnn.output_size
+        if pooling == "attention":
+            self.attention_proj = nn.Linear(size, size)
+            self.query = nn.Parameter(torch.randn(size) / size**0.5)
+        self.out = nn.Linear(size, num_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
+        """tokens (B, T), lengths (B,) → logits (B, C) (and the attention weights (B, T) when asked, else None)."""
+        states, final = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths)  # (B, T, D·H)
+        mask = real_tokens(lengths, tokens.size(1))
+        weights = None
+        if self.pooling == "last":
+            h_n = final[0] if isinstance(final, tuple) else final  # (L·D, B, H), each at its sequence's end
+            pooled = torch.cat(list(h_n[-self.rnn.directions:]), dim=-1)  # forward last, backward first
+        elif self.pooling == "mean":
+            pooled = (states * mask.unsqueeze(-1)).sum(1) / lengths.to(states.dtype).unsqueeze(-1)
+        elif self.pooling == "max":
+            pooled = states.masked_fill(~mask.unsqueeze(-1), float("-inf")).max(dim=1).values
+        else:
+            scores = torch.tanh(self.attention_proj(states)) @ self.query  # (B, T)
+            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=1)
+            pooled = (weights.unsqueeze(-1) * states).sum(1)
+        logits = self.out(self.dropout(pooled))
+        return (logits, weights) if return_attention else logits
+
+
+class BagOfWordsClassifier(nn.Module):
+    def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0, pooling: str = "last",
+                 weighting: str = "counts", ngrams: int = 1, bigram_buckets: int = 2**16, hidden_units: int = 0,
+                 dropout: float = 0.0):
+        super().__init__()
+        check_pooling(pooling)  # a task key: the bag of words has no states to pool, but a sweep sets it for all
+        if weighting not in WEIGHTINGS:
+            raise ConfigError(f"model.weighting={weighting!r} is invalid: choose one of {', '.join(WEIGHTINGS)}")
+        if ngrams not in (1, 2):
+            raise ConfigError(f"model.ngrams={ngrams!r} is invalid: 1 (words) or 2 (words and adjacent pairs)")
+        for key, value, least in (("bigram_buckets", bigram_buckets, 1), ("hidden_units", hidden_units, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"model.{key}={value!r} is invalid: must be an integer ≥ {least}")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"model.dropout={dropout} is invalid: must be in [0, 1)")
+        self.vocab_size, self.weighting = vocab_size, weighting
+        self.ngrams, self.bigram_buckets = ngrams, bigram_buckets
+        features = vocab_size + (bigram_buckets if ngrams == 2 else 0)
+        layers: list[nn.Module] = [nn.Dropout(dropout)]
+        if hidden_units:
+            layers += [nn.Linear(features, hidden_units), nn.ReLU(), nn.Dropout(dropout)]
+        layers.append(nn.Linear(hidden_units or features, num_classes))
+        self.classify = nn.Sequential(*layers)
+
+    def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, features): word counts (and hashed adjacent-pair counts), weighted; padding counts nothing."""
+        real = real_tokens(lengths, tokens.size(1))
+        tokens, mask = tokens.masked_fill(~real, 0), real.float()  # whatever the padding holds, it counts nothing
+        counts = torch.zeros(tokens.size(0), self.vocab_size, device=tokens.device)
+        counts.scatter_add_(1, tokens, mask)
+        if self.ngrams == 2:
+            pairs = (tokens[:, :-1] * self.vocab_size + tokens[:, 1:]) % self.bigram_buckets  # the hashing trick
+            pair_counts = torch.zeros(tokens.size(0), self.bigram_buckets, device=tokens.device)
+            pair_counts.scatter_add_(1, pairs, mask[:, 1:])  # a pair is real when its second word is
+            counts = torch.cat([counts, pair_counts], dim=1)
+        if self.weighting == "binary":
+            return (counts > 0).float()
+        return torch.log1p(counts) if self.weighting == "log_counts" else counts
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
+        logits = self.classify(self.features(tokens, lengths))
+        return (logits, None) if return_attention else logits

@@ -4,11 +4,13 @@ against scikit-learn's, and a tiny fit that learns, writes its artifacts and sco
 from __future__ import annotations
 
 import random
+import sys
 
 import lightning.pytorch as L
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, run_owned
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
 from rnnlab.data.classification import ClassificationDataModule, Labelled
@@ -168,3 +170,19 @@ def test_a_recurrent_classifier_learns_word_order_a_bag_of_words_cannot(tmp_path
     scored = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False,
                        default_root_dir=tmp_path / "again").validate(again, datamodule=data, verbose=False)[0]
     assert scored["val/acc"] == pytest.approx(float(trainer.callback_metrics["val/acc"]))
+
+    texts = ["x good y bad", "", "bad good", "unseen words only"]
+    probabilities = again.classify(texts)
+    assert probabilities[1] is None and all(sum(p) == pytest.approx(1) for p in probabilities if p is not None)
+    assert probabilities[0][1] > 0.5 > probabilities[2][1]  # good before bad: pos; bad before good: neg
+    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    done = run_owned([sys.executable, "classify.py", f"ckpt={path}", f"input={tmp_path / 'texts.txt'}"], cwd=ROOT,
+                     timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("\t") for line in done.stdout.splitlines()]
+    assert rows[0] == ["text", "label", "p(neg)", "p(pos)"] and rows[2] == [""]
+    assert rows[1][:2] == ["x good y bad", "pos"] and rows[3][:2] == ["bad good", "neg"]
+    assert float(rows[1][3]) == pytest.approx(probabilities[0][1], abs=1e-4)
+    empty = run_owned([sys.executable, "classify.py", f"ckpt={path}", "text= "], cwd=ROOT, timeout=120)
+    assert empty.returncode == 2 and empty.stderr.strip() == 'error: text is empty: give a sentence, e.g. ' \
+        'text="a gorgeous, witty film"'

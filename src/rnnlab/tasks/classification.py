@@ -63,6 +63,32 @@ class ClassificationTask(Task):
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.model(tokens, lengths)
 
+    # --- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def classify(self, texts: list[str], batch_size: int = 64) -> list[list[float] | None]:
+        """Each text's class probabilities, in the order of `self.classes` (None for a text with no word)."""
+        from rnnlab.data.batching import pad_sequences
+        from rnnlab.data.classification import PAD_ID, reader_from_state
+
+        if not self.hparams.tokenizer:
+            raise ConfigError("this checkpoint holds no vocabulary (tokenizer), so text cannot be read; retrain it")
+        reader = reader_from_state(self.hparams.tokenizer)
+        ids = [reader.encode(text) for text in texts]
+        todo = [i for i, tokens in enumerate(ids) if tokens]
+        out: list[list[float] | None] = [None] * len(texts)
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                tokens, lengths = pad_sequences([ids[i] for i in chunk], PAD_ID)
+                probabilities = self.model(tokens.to(self.device), lengths).float().softmax(-1)
+                for i, row in zip(chunk, probabilities.tolist()):
+                    out[i] = row
+        finally:
+            self.train(was_training)
+        return out
+
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["tokens"], batch["tokens_lengths"])

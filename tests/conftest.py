@@ -107,6 +107,9 @@ def kill_group(process: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):  # the group is gone already
         pass
     process.wait()
+    deadline = time.monotonic() + 10  # SIGKILL is sent, not yet done: on a loaded machine a member may run on a while
+    while _in_groups({process.pid}) and time.monotonic() < deadline:
+        time.sleep(0.01)
     for stream in (process.stdout, process.stderr, process.stdin):
         if stream is not None:
             stream.close()

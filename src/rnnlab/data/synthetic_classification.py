@@ -209,7 +209,7 @@ def expected_best_accuracy(positives: Sequence[float]) -> float:
 
 
 class SyntheticClassificationDataModule(ClassificationDataModule):
-    """The sentences above, generated in memory from `seed` (≈0.2 s for the default 10k), one stream per split."""
+    """The sentences above, generated in memory from `seed` (≈0.5 s for the default 10k), one stream per split."""
 
     option = "synthetic_classification"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import inspect
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -60,10 +61,14 @@ def test_a_malformed_tree_says_what_and_where(line, problem):
     assert str(error.value) == problem
 
 
-def test_a_malformed_tree_in_a_file_names_the_file_and_line(tmp_path):
+def test_a_malformed_tree_or_root_label_in_a_file_names_the_file(tmp_path):
     path = write(tmp_path / "train.txt", "(3 (2 It) (4 good))\n\n(2 (2 oops)\n")
     with pytest.raises(DataError, match=rf"^{path} line 3 is not a labelled PTB tree: an unclosed '\('; restore"):
         list(read_trees(path))
+    write(tmp_path / "trees" / "train.txt", "(3 (2 It) (4 good))\n(7 (2 It) (4 good))\n")
+    write(tmp_path / "trees" / "dev.txt", "(3 fine)\n")
+    with pytest.raises(DataError, match=rf"^{tmp_path / 'trees' / 'train.txt'}: a root label 7 is not one of SST's "):
+        SST5DataModule(root=str(tmp_path)).load_splits()
 
 
 def test_glue_form_undoes_the_ptb_escapes_and_lowercases():
@@ -73,9 +78,12 @@ def test_glue_form_undoes_the_ptb_escapes_and_lowercases():
 # -- the real corpora (../shared/data; sizes from its README.md unless said) ---------------------------------------
 
 
-def test_sst2_sentences_from_the_trees():
+def test_sst2_sentences_from_the_trees(caplog):
     data = SST2DataModule(root=str(SST))
-    splits = data.load_splits()
+    with caplog.at_level(logging.INFO, logger="rnnlab.data.sst"):
+        splits = data.load_splits()
+    assert caplog.messages == ["data=sst2 train: 1624 neutral sentences (root label 2) dropped",
+                               "data=sst2 val: 229 neutral sentences (root label 2) dropped"]
     assert (len(splits["train"]), len(splits["val"]), splits["test"]) == (6920, 872, None)  # README
     assert data.dropped == {"train": 8544 - 6920, "val": 1101 - 872}  # the neutral roots, README's SST-5 minus SST-2
     assert splits["train"].texts[0].startswith("The Rock is destined to be the 21st Century 's new `` Conan ''")

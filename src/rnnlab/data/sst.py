@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +43,8 @@ GLUE_PHRASES = 67349
 
 SST5_CLASSES = ("very negative", "negative", "neutral", "positive", "very positive")  # root labels 0..4
 SST2_CLASSES = ("negative", "positive")
-SST2_OF_ROOT = {0: "negative", 1: "negative", 3: "positive", 4: "positive"}  # 2 (neutral) is dropped
+SST5_OF_ROOT = dict(enumerate(SST5_CLASSES))
+SST2_OF_ROOT = {0: "negative", 1: "negative", 2: None, 3: "positive", 4: "positive"}  # None: dropped
 SST2_OF_GLUE = {"0": "negative", "1": "positive"}
 
 
@@ -137,17 +138,16 @@ def glue_form(text: str) -> str:
 
 
 class _SSTDataModule(ClassificationDataModule):
-    """The treebank's files under `root`; a subclass labels a tree (`label_of`, None: dropped) in its `classes`."""
+    """The treebank's files under `root`; a subclass names its classes in order and the class of each root label
+    (None: the sentence is dropped)."""
 
     classes_in_order: tuple[str, ...] = ()
+    class_of_root: dict[int, str | None] = {}
 
     def __init__(self, root: str = "data/sst", **options: object):
         super().__init__(**options)
         self.root = Path(root).expanduser()
         self.dropped: dict[str, int] = {}
-
-    def label_of(self, root_label: int) -> str | None:
-        raise NotImplementedError
 
     def label_names(self, train_labels: Sequence[str]) -> list[str]:
         return list(self.classes_in_order)
@@ -155,14 +155,19 @@ class _SSTDataModule(ClassificationDataModule):
     def tree_paths(self, wanted: dict[str, tuple[str, ...]]) -> dict[str, Path | None]:
         return find_local(wanted, self.root, f"data={self.option}", SOURCE, optional=("test",))
 
-    def sentences(self, split: str, path: Path, form=lambda text: text) -> Labelled:
-        """The split's sentences with their classes, in file order; sentences `label_of` drops are counted."""
-        labelled = [(tree.text(), self.label_of(tree.label)) for tree in read_trees(path)]
+    def sentences(self, split: str, path: Path, form: Callable[[str], str] = str) -> Labelled:
+        """The split's sentences (in `form`) with their classes, in file order; dropped sentences are counted."""
+        labelled = [(tree.text(), tree.label) for tree in read_trees(path)]
+        unknown = sorted({label for _, label in labelled} - set(self.class_of_root))
+        if unknown:
+            raise DataError(f"{path}: a root label {unknown[0]} is not one of SST's 0..4; restore the file from "
+                            f"{TREES_SOURCE}")
         if len(labelled) != SENTENCES[split]:
             log.warning("data=%s: %s holds %d sentences, the published %s split %d: another version of SST, whose "
                         "scores do not compare with published ones", self.option, path, len(labelled), split,
                         SENTENCES[split])
-        kept = [(form(text), label) for text, label in labelled if label is not None]
+        classes = [(form(text), self.class_of_root[label]) for text, label in labelled]
+        kept = [(text, label) for text, label in classes if label is not None]
         self.dropped[split] = len(labelled) - len(kept)
         if self.dropped[split]:
             log.info("data=%s %s: %d neutral sentences (root label 2) dropped", self.option, split,
@@ -179,11 +184,7 @@ class SST5DataModule(_SSTDataModule):
 
     option = "sst5"
     classes_in_order = SST5_CLASSES
-
-    def label_of(self, root_label: int) -> str | None:
-        if root_label not in range(5):
-            raise DataError(f"data=sst5: a root label {root_label} is not one of SST's 0..4")
-        return SST5_CLASSES[root_label]
+    class_of_root = SST5_OF_ROOT
 
 
 class SST2DataModule(_SSTDataModule):
@@ -191,15 +192,11 @@ class SST2DataModule(_SSTDataModule):
 
     option = "sst2"
     classes_in_order = SST2_CLASSES
+    class_of_root = SST2_OF_ROOT
 
     def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
         super().__init__(root, **options)
         self.phrases = phrases
-
-    def label_of(self, root_label: int) -> str | None:
-        if root_label not in range(5):
-            raise DataError(f"data=sst2: a root label {root_label} is not one of SST's 0..4")
-        return SST2_OF_ROOT.get(root_label)
 
     def load_splits(self) -> dict[str, Labelled | None]:
         if not self.phrases:

@@ -3,7 +3,8 @@
 Each split is given in one of two forms (gzip if a name ends in .gz, UTF-8):
 
 - a table, `data.{split}_path`: one example per line, `text<TAB>label` (a .tsv, or any file whose first line holds
-  a tab) or `text,label` (a .csv, or a first line without a tab; a text holding commas is quoted as in any CSV).
+  a tab) or `text,label` (a .csv, or a first line without a tab; a text holding commas is quoted as in any CSV, and
+  one example is one line: a quoted text may not hold a line break).
   A first line of two columns, one of them reading `label`, `sentiment` or `intent`, is a header (or say so with
   `data.header=true`, or that there is none with `data.header=false`); with a header the label column may come
   first: the label is the column with one of those names (else the second), the text the other one;
@@ -29,7 +30,7 @@ from rnnlab.data.translation import read_lines
 from rnnlab.errors import ConfigError
 
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
-LABEL_HEADERS = ("label", "sentiment", "intent")  # a first row whose label column reads this is a header
+LABEL_HEADERS = ("label", "sentiment", "intent")  # a two-column first row with one of these names is a header
 
 
 def read_table(path: str | Path, header: bool | None = None) -> Labelled:
@@ -39,9 +40,9 @@ def read_table(path: str | Path, header: bool | None = None) -> Labelled:
     tab = name.endswith(".tsv") or (not name.endswith(".csv") and bool(lines) and "\t" in lines[0])
     rows = [line.split("\t") if tab else next(csv.reader([line]), []) for line in lines]
     form = "text<TAB>label" if tab else "text,label (a text holding commas in double quotes)"
-    names = [name.strip().lower() for name in rows[0]] if rows else []
+    names = [column.strip().lower() for column in rows[0]] if rows else []
     if header is None:
-        header = len(names) == 2 and any(name in LABEL_HEADERS for name in names)
+        header = len(names) == 2 and any(column in LABEL_HEADERS for column in names)
     text_column, label_column, first = 0, 1, 0
     if header and rows:
         if len(names) != 2:

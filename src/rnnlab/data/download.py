@@ -90,3 +90,19 @@ def _download(file: RemoteFile, root: Path) -> Path:
                             f"the upstream file changed: report it, or place a verified copy in {root}") from None
         raise
     return Path(path)
+
+
+def find_local(wanted: dict[str, tuple[str, ...]], root: str | Path, dataset: str, source: str,
+               optional: tuple[str, ...] = ()) -> dict[str, Path | None]:
+    """Files that are not downloaded (no public copy with a pinned checksum): per key, the first of its names found
+    under `root`. A missing required file is one error naming every missing file, `root`, and `source` (where to
+    get them); a missing optional one (a held-back test split) is None."""
+    root = Path(root).expanduser()
+    found = {key: next((root / name for name in names if (root / name).is_file()), None)
+             for key, names in wanted.items()}
+    missing = [names for key, names in wanted.items() if found[key] is None and key not in optional]
+    if missing:
+        listing = ", ".join(" or ".join(names) for names in missing)
+        raise DataError(f"{dataset}: {len(missing)} file(s) missing in {root}; put {listing} there ({source}), "
+                        f"or set data.root to a directory that holds them")
+    return found

@@ -1,0 +1,216 @@
+"""`data=sst2`, `data=sst5`: the Stanford Sentiment Treebank (Socher et al., 2013), movie-review sentences.
+
+Files under `data.root` (gzip or not; nothing is downloaded: no public copy of these files has a published
+checksum to pin):
+
+- `trees/{train,dev,test}.txt[.gz]`: one sentence per line as a binary parse tree in PTB bracket form, every node
+  labelled 0 (very negative) .. 4 (very positive): `(3 (2 It) (4 (4 (2 's) ...`. The trees/ folder of Stanford's
+  trainDevTestTrees_PTB.zip (https://nlp.stanford.edu/sentiment/). 8,544 / 1,101 / 2,210 sentences.
+- `glue_sst2/train.tsv[.gz]` (only for `data.phrases=true`): GLUE's SST-2 training set, 67,349 phrases of the
+  training trees, `sentence<TAB>label` (0 negative, 1 positive) with a header line; the train.tsv of GLUE's
+  SST-2.zip (https://gluebenchmark.com/tasks).
+
+SST-5 is each sentence's root label; SST-2 drops sentences whose root is 2 (neutral; counted in the log) and maps
+0-1 to negative, 3-4 to positive (6,920 / 872 / 1,821 sentences). A text is the tree's leaves joined by spaces,
+PTB-escaped as the trees give them (`-LRB-`, `\\/`); with `data.phrases=true` training reads GLUE's phrases, which
+are lowercased and unescaped, so the dev/test sentences are put in that same form (`glue_form`): the dev sentences
+are then exactly GLUE's dev.tsv. The test split is read when `trees/test.txt[.gz]` is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rnnlab.data.classification import ClassificationDataModule, Labelled
+from rnnlab.data.download import DataError, find_local
+from rnnlab.data.text_classification import read_table
+from rnnlab.data.translation import read_lines
+
+log = logging.getLogger(__name__)
+
+TREE_FILES = {"train": ("trees/train.txt.gz", "trees/train.txt"), "val": ("trees/dev.txt.gz", "trees/dev.txt"),
+              "test": ("trees/test.txt.gz", "trees/test.txt")}
+GLUE_TRAIN = ("glue_sst2/train.tsv.gz", "glue_sst2/train.tsv")
+TREES_SOURCE = "Stanford's trainDevTestTrees_PTB.zip, https://nlp.stanford.edu/sentiment/"
+GLUE_SOURCE = "GLUE's SST-2.zip, https://gluebenchmark.com/tasks"
+SOURCE = f"trees/: {TREES_SOURCE}; glue_sst2/: {GLUE_SOURCE}"
+SENTENCES = {"train": 8544, "val": 1101, "test": 2210}  # the published split (Socher et al., 2013)
+GLUE_PHRASES = 67349
+
+SST5_CLASSES = ("very negative", "negative", "neutral", "positive", "very positive")  # root labels 0..4
+SST2_CLASSES = ("negative", "positive")
+SST5_OF_ROOT = dict(enumerate(SST5_CLASSES))
+SST2_OF_ROOT = {0: "negative", 1: "negative", 2: None, 3: "positive", 4: "positive"}  # None: dropped
+SST2_OF_GLUE = {"0": "negative", "1": "positive"}
+
+
+# -- trees --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Tree:
+    """A labelled node: a leaf holds a word (which may hold spaces: `8 1\\/2`), an inner node its children."""
+
+    label: int
+    children: list[Tree] = field(default_factory=list)
+    word: str | None = None
+
+    def leaves(self) -> list[str]:
+        return [node.word for node in self.subtrees() if node.word is not None]
+
+    def text(self) -> str:
+        return " ".join(self.leaves())
+
+    def subtrees(self) -> Iterator[Tree]:
+        """This node and every node below it, parents before children, left to right."""
+        yield self
+        for child in self.children:
+            yield from child.subtrees()
+
+
+_PIECES = re.compile(r"[()]|[^()]+")  # a bracket, or the text between brackets
+
+
+def parse_tree(line: str) -> Tree:
+    """One PTB-bracketed tree, `(label word)` or `(label child child ...)`; ValueError says where it is malformed."""
+    stack: list[Tree] = []
+    root = None
+    opened = False  # the piece after "(" is "label[ word]"
+    for piece in _PIECES.finditer(line):
+        text, column = piece.group(), piece.start() + 1
+        if text == "(":
+            if root is not None and not stack:
+                raise ValueError(f"a second tree at column {column}")
+            opened = True
+        elif text == ")":
+            if opened:
+                raise ValueError(f"a node without a label at column {column}")
+            if not stack:
+                raise ValueError(f"an unmatched ')' at column {column}")
+            node = stack.pop()
+            if node.word is None and not node.children:
+                raise ValueError(f"a node with neither a word nor children before column {column}")
+        elif opened:
+            label, _, word = text.strip().partition(" ")
+            if not label.isdigit():
+                raise ValueError(f"the label {label!r} at column {column} is not a number")
+            node = Tree(int(label), [], word.strip() or None)
+            if stack:
+                if stack[-1].word is not None:
+                    raise ValueError(f"a node with both a word and children at column {column}")
+                stack[-1].children.append(node)
+            else:
+                root = node
+            stack.append(node)
+            opened = False
+        elif text.strip():
+            raise ValueError(f"{text.strip()!r} outside a node at column {column}")
+    if opened or stack or root is None:
+        raise ValueError("an unclosed '('" if root is not None else "no tree")
+    return root
+
+
+def read_trees(path: Path) -> Iterator[Tree]:
+    """The trees of a file, one per non-blank line, one at a time: kept in a list, the 330,000 nodes of the
+    training trees would cost more in garbage-collector passes than the parsing itself."""
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            tree = parse_tree(line)
+        except ValueError as error:
+            raise DataError(f"{path} line {number} is not a labelled PTB tree: {error}; restore the file from "
+                            f"{TREES_SOURCE}") from None
+        yield tree
+
+
+def glue_form(text: str) -> str:
+    """A tree's text as GLUE's SST-2 writes it: PTB escapes undone (-LRB- -> "(", \\/ -> "/"), lowercased."""
+    text = text.replace("-LRB-", "(").replace("-RRB-", ")")
+    return re.sub(r"\\(.)", r"\1", text).lower()
+
+
+# -- data modules ---------------------------------------------------------------------------------------------------
+
+
+class _SSTDataModule(ClassificationDataModule):
+    """The treebank's files under `root`; a subclass names its classes in order and the class of each root label
+    (None: the sentence is dropped)."""
+
+    classes_in_order: tuple[str, ...] = ()
+    class_of_root: dict[int, str | None] = {}
+
+    def __init__(self, root: str = "data/sst", **options: object):
+        super().__init__(**options)
+        self.root = Path(root).expanduser()
+        self.dropped: dict[str, int] = {}
+
+    def label_names(self, train_labels: Sequence[str]) -> list[str]:
+        return list(self.classes_in_order)
+
+    def tree_paths(self, wanted: dict[str, tuple[str, ...]]) -> dict[str, Path | None]:
+        return find_local(wanted, self.root, f"data={self.option}", SOURCE, optional=("test",))
+
+    def sentences(self, split: str, path: Path, form: Callable[[str], str] = str) -> Labelled:
+        """The split's sentences (in `form`) with their classes, in file order; dropped sentences are counted."""
+        labelled = [(tree.text(), tree.label) for tree in read_trees(path)]
+        unknown = sorted({label for _, label in labelled} - set(self.class_of_root))
+        if unknown:
+            raise DataError(f"{path}: a root label {unknown[0]} is not one of SST's 0..4; restore the file from "
+                            f"{TREES_SOURCE}")
+        if len(labelled) != SENTENCES[split]:
+            log.warning("data=%s: %s holds %d sentences, the published %s split %d: another version of SST, whose "
+                        "scores do not compare with published ones", self.option, path, len(labelled), split,
+                        SENTENCES[split])
+        classes = [(form(text), self.class_of_root[label]) for text, label in labelled]
+        kept = [(text, label) for text, label in classes if label is not None]
+        self.dropped[split] = len(labelled) - len(kept)
+        if self.dropped[split]:
+            log.info("data=%s %s: %d neutral sentences (root label 2) dropped", self.option, split,
+                     self.dropped[split])
+        return Labelled([text for text, _ in kept], [label for _, label in kept])
+
+    def load_splits(self) -> dict[str, Labelled | None]:
+        paths = self.tree_paths(TREE_FILES)
+        return {split: None if path is None else self.sentences(split, path) for split, path in paths.items()}
+
+
+class SST5DataModule(_SSTDataModule):
+    """`data=sst5`: five classes, the sentence's root label, very negative (0) .. very positive (4)."""
+
+    option = "sst5"
+    classes_in_order = SST5_CLASSES
+    class_of_root = SST5_OF_ROOT
+
+
+class SST2DataModule(_SSTDataModule):
+    """`data=sst2`: negative / positive sentences (neutral ones dropped), optionally trained on GLUE's phrases."""
+
+    option = "sst2"
+    classes_in_order = SST2_CLASSES
+    class_of_root = SST2_OF_ROOT
+
+    def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
+        super().__init__(root, **options)
+        self.phrases = phrases
+
+    def load_splits(self) -> dict[str, Labelled | None]:
+        if not self.phrases:
+            return super().load_splits()
+        paths = self.tree_paths({"phrases": GLUE_TRAIN, "val": TREE_FILES["val"], "test": TREE_FILES["test"]})
+        phrases = read_table(paths["phrases"], header=True)
+        if len(phrases) != GLUE_PHRASES:
+            log.warning("data=sst2: %s holds %d phrases, GLUE's SST-2 %d: another version", paths["phrases"],
+                        len(phrases), GLUE_PHRASES)
+        unknown = sorted(set(phrases.labels) - set(SST2_OF_GLUE))
+        if unknown:
+            raise DataError(f"{paths['phrases']}: the label {unknown[0]!r} is not GLUE SST-2's 0 or 1; restore the "
+                            f"file from {GLUE_SOURCE}")
+        train = Labelled(phrases.texts, [SST2_OF_GLUE[label] for label in phrases.labels])
+        evaluated = {split: None if paths[split] is None else self.sentences(split, paths[split], glue_form)
+                     for split in ("val", "test")}
+        return {"train": train, **evaluated}

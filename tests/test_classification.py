@@ -186,3 +186,24 @@ def test_a_recurrent_classifier_learns_word_order_a_bag_of_words_cannot(tmp_path
     empty = run_owned([sys.executable, "classify.py", f"ckpt={path}", "text= "], cwd=ROOT, timeout=120)
     assert empty.returncode == 2 and empty.stderr.strip() == 'error: text is empty: give a sentence, e.g. ' \
         'text="a gorgeous, witty film"'
+
+
+def test_train_py_classifies_the_default_data_against_its_optima(tmp_path):
+    """task=classification through train(): its MLflow run, the two optima beside the accuracy, its artifacts, and
+    eval.py on the run id giving the run's own test score."""
+    from conftest import tracked_fit
+    from test_task_family import compose_eval
+
+    from rnnlab.evaluation import evaluate
+
+    run = tracked_fit(["task=classification", "model=gru", "model.num_layers=1", "model.hidden_size=32",
+                       "model.embedding_size=16", "data.train_examples=800", "data.val_examples=200",
+                       "data.test_examples=200", "trainer.max_epochs=2", "callbacks.progress_bar=null"],
+                      tmp_path)
+    metrics = run["metrics"]
+    assert metrics["val/acc_optimal"] == pytest.approx(0.95) and metrics["val/acc_bow_optimal"] < 0.8
+    assert 0 <= metrics["val/acc"] <= 1 and {"test/macro_f1", "test/f1/positive"} <= set(metrics)
+    artifacts = {a.path for a in run["client"].list_artifacts(run["run_id"])}
+    assert {"confusion", "misclassified"} <= artifacts
+    scored = evaluate(compose_eval(f"ckpt={run['run_id']}", tmp_path=tmp_path, uri=run["uri"]))
+    assert scored["test/acc"] == pytest.approx(metrics["test/acc"])

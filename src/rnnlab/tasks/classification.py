@@ -12,6 +12,7 @@ Metrics, per split (`val`, `test`), over every text of the split once (also unde
   macro_f1      the unweighted mean of the classes' F1, so a rare class counts as much as a frequent one
   precision/<class>, recall/<class>, f1/<class>
   acc_optimal   the Bayes-optimal accuracy on the same texts, when the data knows it (generated data)
+  acc_bow_optimal  the best accuracy any bag-of-words classifier can reach on them, likewise
 
 Artifacts after every validation (not the sanity check) and after test, into the run directory and MLflow:
 `confusion/<split>[_epoch_NNN].png` (rows: gold, columns: predicted) and `misclassified/<split>[_epoch_NNN].md`, the
@@ -128,9 +129,10 @@ class ClassificationTask(Task):
         self.confusion[stage].reset()
         metrics = {f"{stage}/loss": self.nll[stage].compute(), **class_scores(confusion, self.classes, stage)}
         self.nll[stage].reset()
-        optimal = self._datamodule_answer("optimal_accuracy", stage)
-        if optimal is not None:
-            metrics[f"{stage}/acc_optimal"] = torch.tensor(float(optimal))
+        for name, method in (("acc_optimal", "optimal_accuracy"), ("acc_bow_optimal", "bow_optimal_accuracy")):
+            optimal = self._datamodule_answer(method, stage)  # generated data knows how well one can do
+            if optimal is not None:
+                metrics[f"{stage}/{name}"] = torch.tensor(float(optimal))
         self.log_dict(metrics, sync_dist=True)  # already equal on every process
         predictions = distributed.merge_dicts(self._predictions)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:

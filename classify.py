@@ -5,31 +5,20 @@ vocabulary, classes) and classifies. Without text=, texts are read one per line 
 stdout, a header `text label p(<class>)...` and one row per text (an empty line stays an empty row).
 """
 
-import os
-import tempfile
-
 import hydra
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
-from rnnlab.cli import check_device, one_line_errors, read_lines
-from rnnlab.errors import ConfigError
+from rnnlab.cli import load_task, one_line_errors, prediction_texts
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="classify")
 def main(cfg: DictConfig) -> None:
-    from rnnlab.checkpoints import resolve_checkpoint
     from rnnlab.tasks.classification import ClassificationTask
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the output
     with one_line_errors():  # the user's mistake: one line, no stack trace
-        texts = read_lines(cfg.text, cfg.input, example="a gorgeous, witty film")
-        check_device(cfg.device)
-        if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
-            raise ConfigError(f"batch_size={cfg.batch_size} is invalid: must be a positive integer")
-        with tempfile.TemporaryDirectory() as download_dir:
-            path = resolve_checkpoint(cfg.ckpt, cfg.tracking_uri, download_dir)
-            task = ClassificationTask.from_checkpoint(path, str(cfg.ckpt), cfg.device)
+        texts = prediction_texts(cfg, example="a gorgeous, witty film")
+        task = load_task(ClassificationTask, cfg)
         print("\t".join(["text", "label", *(f"p({name})" for name in task.classes)]))
         for text, probabilities in zip(texts, task.classify(texts, batch_size=cfg.batch_size)):
             if probabilities is None:

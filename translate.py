@@ -5,34 +5,23 @@ TranslationTask (rnnlab/tasks/translation.py) rebuilds the model and vocabulary 
 Without text=, sentences are read one per line from input= or stdin, and written one per line to stdout.
 """
 
-import os
-import tempfile
-
 import hydra
 import torch
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
-from rnnlab.cli import check_device, one_line_errors, read_lines
-from rnnlab.errors import ConfigError
+from rnnlab.cli import load_task, one_line_errors, prediction_texts
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="translate")
 def main(cfg: DictConfig) -> None:
-    from rnnlab.checkpoints import resolve_checkpoint
     from rnnlab.tasks.translation import DECODING_KEYS, TranslationTask, check_decoding
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the text
     with one_line_errors():  # the user's mistake: one line, no stack trace
-        lines = read_lines(cfg.text, cfg.input, example="Ein Mann fährt Fahrrad.")
-        check_device(cfg.device)
-        if not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
-            raise ConfigError(f"batch_size={cfg.batch_size} is invalid: must be a positive integer")
+        lines = prediction_texts(cfg, example="Ein Mann fährt Fahrrad.")
         settings = {key: cfg[key] for key in DECODING_KEYS if cfg[key] is not None}  # the others: the checkpoint's
         check_decoding(settings, prefix="")
-        with tempfile.TemporaryDirectory() as download_dir:
-            path = resolve_checkpoint(cfg.ckpt, cfg.tracking_uri, download_dir)
-            task = TranslationTask.from_checkpoint(path, str(cfg.ckpt), cfg.device, **settings)
+        task = load_task(TranslationTask, cfg, **settings)
         if cfg.seed is not None:  # decode=sample draws from torch's global generator
             torch.manual_seed(cfg.seed)
         for translation in task.translate(lines, batch_size=cfg.batch_size):

@@ -1,12 +1,16 @@
 """What the root scripts share: a user's mistake is one line on stderr and exit status 2, never a traceback, and a
-device that is not there is such a mistake."""
+device that is not there is such a mistake; the prediction scripts (translate.py, classify.py) also read their
+texts and load their checkpoint's task alike."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rnnlab.errors import ConfigError
 
@@ -49,3 +53,23 @@ def read_lines(text: str | None, input: str | None, example: str) -> list[str]:
         except UnicodeDecodeError:
             raise ConfigError(f"input={input} is not UTF-8 text; convert it, e.g. iconv -t utf-8") from None
     return sys.stdin.read().splitlines()
+
+
+def prediction_texts(cfg: Any, example: str) -> list[str]:
+    """A prediction script's texts (text=, input= or stdin), once its device= and batch_size= are checked."""
+    texts = read_lines(cfg.text, cfg.input, example)
+    check_device(cfg.device)
+    if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size} is invalid: must be a positive integer")
+    return texts
+
+
+def load_task(task_class: Any, cfg: Any, **settings: Any) -> Any:
+    """The task of cfg.ckpt (a .ckpt file, or an MLflow run id whose best checkpoint is downloaded), in eval mode
+    on cfg.device; settings not None override its task keys."""
+    from rnnlab.checkpoints import resolve_checkpoint
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the output
+    with tempfile.TemporaryDirectory() as download_dir:
+        path = resolve_checkpoint(cfg.ckpt, cfg.tracking_uri, download_dir)
+        return task_class.from_checkpoint(path, str(cfg.ckpt), cfg.device, **settings)

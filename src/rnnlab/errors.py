@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -31,3 +32,14 @@ def check_options(target: Callable, options: Iterable[str], group: str, ignore: 
     for key in options:
         if key not in valid and not key.startswith("_"):
             raise ConfigError(f"{group}.{key} is not an option here; valid: {', '.join(valid)}")
+
+
+def refuse_unknown_data_options(data: Any, base: type, unknown: dict) -> None:
+    """A data module that passes its base's options through **options: a key neither the module nor its base takes
+    is a one-line ConfigError listing both's keys (data.<key> is not an option of data=<option>; valid: ...)."""
+    if not unknown:
+        return
+    valid = [name for cls in (type(data), base) for name, p in inspect.signature(cls.__init__).parameters.items()
+             if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
+    raise ConfigError(f"data.{sorted(unknown)[0]} is not an option of data={data.option}; "
+                      f"valid: {', '.join(dict.fromkeys(valid))}")

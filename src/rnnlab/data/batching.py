@@ -33,6 +33,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import BatchSampler, RandomSampler, Sampler, SequentialSampler, default_collate
 
+from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -202,3 +203,34 @@ def collate_padded(examples: Sequence[Mapping[str, Any]], pad_ids: Mapping[str, 
         if lengths_of is None or field in lengths_of:
             batch[f"{field}_lengths"] = lengths
     return batch
+
+
+# -- the loaders of a data module of separate examples ---------------------------------------------
+
+
+class LengthBucketedData(ResumableTrainData):
+    """The train/val/test loaders of a LightningDataModule of separate examples (a mixin): training batches from
+    reshuffled length buckets, continued mid-epoch after a resume; evaluation batches longest first; each DDP
+    process its share. The module has batch_size, max_tokens, eval_batch_size and seed, and gives
+    `bucket_dataset(split)`, `bucket_lengths(split)` (the length that sizes each example's padded batch) and
+    `collate`; `noun` names its examples in messages."""
+
+    noun = "examples"
+
+    def train_dataloader(self) -> ResumableLoader:
+        batches = LengthBucketSampler.for_training(self.bucket_lengths("train"), self.batch_size,
+                                                   max_tokens=self.max_tokens, seed=self.seed, trainer=self.trainer,
+                                                   noun=self.noun)
+        return self.resumed(ResumableLoader(self.bucket_dataset("train"), batch_sampler=batches,
+                                            collate_fn=self.collate))
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> ResumableLoader:
+        batches = LengthBucketSampler.for_evaluation(self.bucket_lengths(split), self.eval_batch_size,
+                                                     trainer=self.trainer, noun=self.noun)
+        return ResumableLoader(self.bucket_dataset(split), batch_sampler=batches, collate_fn=self.collate)

@@ -22,7 +22,6 @@ Without a test split (test None) the test split is the validation split, said on
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,13 +29,12 @@ from dataclasses import dataclass
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from rnnlab.data.batching import LengthBucketSampler, collate_padded
+from rnnlab.data.batching import LengthBucketedData, collate_padded
 from rnnlab.data.download import DataError
-from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.data.text import TextTokenizer, build_tokenizer, from_state
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, refuse_unknown_data_options
 
 log = logging.getLogger(__name__)
 
@@ -73,23 +71,18 @@ class LabelledDataset(Dataset):
         return np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
 
 
-def collate(examples: Sequence[dict]) -> dict[str, torch.Tensor]:
+def collate_texts(examples: Sequence[dict]) -> dict[str, torch.Tensor]:
     return collate_padded(examples, pad_ids={"tokens": PAD_ID})
 
 
-class ClassificationDataModule(ResumableTrainData, L.LightningDataModule):
+class ClassificationDataModule(LengthBucketedData, L.LightningDataModule):
     option = "classification"  # the data= name, for messages
 
     def __init__(self, *, batch_size: int = 32, eval_batch_size: int = 128, max_tokens: int | None = None,
                  min_frequency: int = 1, max_vocab_size: int | None = None, lowercase: bool = False, seed: int = 0,
                  **unknown: object):
         super().__init__()
-        if unknown:
-            valid = [name for cls in (type(self), ClassificationDataModule)
-                     for name, p in inspect.signature(cls.__init__).parameters.items()
-                     if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
-            raise ConfigError(f"data.{sorted(unknown)[0]} is not an option of data={self.option}; "
-                              f"valid: {', '.join(dict.fromkeys(valid))}")
+        refuse_unknown_data_options(self, ClassificationDataModule, unknown)
         for key, value, optional in (("batch_size", batch_size, False), ("eval_batch_size", eval_batch_size, False),
                                      ("max_tokens", max_tokens, True), ("min_frequency", min_frequency, False),
                                      ("max_vocab_size", max_vocab_size, True)):
@@ -155,23 +148,15 @@ class ClassificationDataModule(ResumableTrainData, L.LightningDataModule):
             self._datasets[split] = LabelledDataset([tokens[k] for k in kept], [ids[raw.labels[k]] for k in kept])
             log.info("data=%s %s: %d texts, %d classes", self.option, split, len(kept), len(self.classes))
 
-    def train_dataloader(self) -> DataLoader:
-        dataset = self._datasets["train"]
-        batches = LengthBucketSampler.for_training(dataset.lengths(), self.batch_size, max_tokens=self.max_tokens,
-                                                   seed=self.seed, trainer=self.trainer, noun="texts")
-        return self.resumed(ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate))
+    # the loaders (data/batching.py)
+    noun = "texts"
+    collate = staticmethod(collate_texts)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+    def bucket_dataset(self, split: str) -> LabelledDataset:
+        return self._datasets[split]
 
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def _eval_loader(self, split: str) -> DataLoader:
-        dataset = self._datasets[split]
-        batches = LengthBucketSampler.for_evaluation(dataset.lengths(), self.eval_batch_size, trainer=self.trainer,
-                                                     noun="texts")
-        return ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate)
+    def bucket_lengths(self, split: str) -> np.ndarray:
+        return self._datasets[split].lengths()
 
     # --- what the task asks --------------------------------------------------------------------------
     @property

@@ -31,7 +31,6 @@ process. Match hypotheses to references by `index`.
 from __future__ import annotations
 
 import gzip
-import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,13 +39,12 @@ from pathlib import Path
 import lightning.pytorch as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from rnnlab.data.batching import LengthBucketSampler, collate_padded
+from rnnlab.data.batching import LengthBucketedData, collate_padded
 from rnnlab.data.download import DataError
-from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.data.subwords import BOS_ID, EOS_ID, PAD_ID, Subwords, SubwordSettings
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, refuse_unknown_data_options
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +133,7 @@ def _check_positive(key: str, value: object, optional: bool = False) -> None:
         raise ConfigError(f"data.{key}={value} is invalid: must be {allowed}")
 
 
-class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
+class TranslationDataModule(LengthBucketedData, L.LightningDataModule):
     """Subword-tokenized, length-bucketed parallel text; subclasses supply the raw pairs.
 
     Subclasses implement `load_splits()` (download and read, or generate) and pass their other
@@ -163,12 +161,7 @@ class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
         **unknown: object,
     ):
         super().__init__()
-        if unknown:
-            valid = [name for cls in (type(self), TranslationDataModule)
-                     for name, p in inspect.signature(cls.__init__).parameters.items()
-                     if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
-            raise ConfigError(f"data.{sorted(unknown)[0]} is not an option of data={self.option}; "
-                              f"valid: {', '.join(dict.fromkeys(valid))}")
+        refuse_unknown_data_options(self, TranslationDataModule, unknown)
         self.settings = SubwordSettings(tokenizer=tokenizer, vocab_size=vocab_size, joint_vocab=joint_vocab,
                                         min_frequency=min_frequency)
         for key, value in (("max_length", max_length), ("batch_size", batch_size),
@@ -215,25 +208,18 @@ class TranslationDataModule(ResumableTrainData, L.LightningDataModule):
         for split in SPLITS:
             log.info("%s %s: %s", self.option, split, _describe(self.filter_report[split], self.max_length))
 
-    def train_dataloader(self) -> DataLoader:
-        dataset = self._dataset("train")
-        batches = LengthBucketSampler.for_training(dataset.padded_lengths(), self.batch_size,
-                                                   max_tokens=self.max_tokens, seed=self.seed, trainer=self.trainer,
-                                                   noun="pairs")
-        # mid-epoch after a resume
-        return self.resumed(ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs))
+    # the loaders (data/batching.py): training batches sized by the longer side, evaluation by the source
+    noun = "pairs"
+    collate = staticmethod(collate_pairs)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+    def bucket_dataset(self, split: str) -> PairDataset:
+        return self._dataset(split)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
-
-    def _eval_loader(self, split: str) -> DataLoader:
+    def bucket_lengths(self, split: str) -> np.ndarray:
         dataset = self._dataset(split)
-        lengths = np.array([len(source) for source in dataset.source_ids], dtype=np.int64)
-        batches = LengthBucketSampler.for_evaluation(lengths, self.eval_batch_size, trainer=self.trainer, noun="pairs")
-        return ResumableLoader(dataset, batch_sampler=batches, collate_fn=collate_pairs)
+        if split == "train":
+            return dataset.padded_lengths()
+        return np.array([len(source) for source in dataset.source_ids], dtype=np.int64)
 
     # -- what tasks and entry scripts use -------------------------------------------------------
 

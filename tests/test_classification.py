@@ -4,6 +4,7 @@ against scikit-learn's, and a tiny fit that learns, writes its artifacts and sco
 from __future__ import annotations
 
 import random
+import re
 import sys
 
 import lightning.pytorch as L
@@ -160,6 +161,14 @@ def test_a_recurrent_classifier_learns_word_order_a_bag_of_words_cannot(tmp_path
     assert trainer.callback_metrics["val/acc"] > 0.95 and trainer.callback_metrics["val/macro_f1"] > 0.95
     assert set(data.texts("val")) and (tmp_path / "confusion" / "val_epoch_005.png").stat().st_size > 0
     assert (tmp_path / "misclassified" / "val_epoch_005.md").read_text().startswith("# val: the most confident")
+    assert not (tmp_path / "attention").exists()  # pooling=last: no attention to show
+    _, _, attentive = fit({**SMALL, "cell": "gru", "hidden_size": 16, "embedding_size": 8}, tmp_path / "attention",
+                          pooling="attention", num_attention_examples=5)
+    page = (tmp_path / "attention" / "attention" / "val_epoch_005.html").read_text()
+    assert page.count("<tr>") == 5 and data.texts("val")[0].split()[0] in page
+    weights = [float(w) for w in re.findall(r"title='([0-9.]+)'", page)]
+    assert len(weights) == sum(len(t.split()) for t in data.texts("val")[:5])
+    assert sum(weights) == pytest.approx(5, abs=0.02)  # each text's weights sum to one (shown to 3 decimals)
     bow, _, bow_trainer = fit({"family": "bow"}, tmp_path / "bow")
     assert bow_trainer.callback_metrics["val/acc"] < 0.75  # the same words in both classes: order is all there is
 

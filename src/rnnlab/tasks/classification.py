@@ -16,7 +16,9 @@ Metrics, per split (`val`, `test`), over every text of the split once (also unde
 
 Artifacts after every validation (not the sanity check) and after test, into the run directory and MLflow:
 `confusion/<split>[_epoch_NNN].png` (rows: gold, columns: predicted) and `misclassified/<split>[_epoch_NNN].md`, the
-`num_misclassified` wrong predictions the model was surest of (text, gold, predicted, its probability).
+`num_misclassified` wrong predictions the model was surest of (text, gold, predicted, its probability); with
+`task.pooling=attention` also `attention/<split>[_epoch_NNN].html`, the split's first `num_attention_examples` texts
+with each word shaded by its attention weight.
 Checkpointing follows `monitor` (conf/task/classification.yaml: val/acc).
 """
 
@@ -35,6 +37,7 @@ from rnnlab import distributed
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Task
 from rnnlab.tracking.artifacts import write_text
+from rnnlab.tracking.plots import shaded_words
 
 STAGES = ("val", "test")
 
@@ -47,12 +50,14 @@ class ClassificationTask(Task):
 
     def __init__(self, vocab_size: int, num_classes: int, pad_id: int, model: dict[str, Any],
                  optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None, pooling: str = "last",
-                 num_misclassified: int = 50, tokenizer: dict | None = None):
+                 num_misclassified: int = 50, num_attention_examples: int = 20, tokenizer: dict | None = None):
         """model/optimizer/scheduler are the config groups as dicts and tokenizer the data's `tokenizer_state()`
         (vocabulary and classes): all hyperparameters, so a checkpoint alone reads and classifies text."""
         super().__init__()
-        if not isinstance(num_misclassified, int) or isinstance(num_misclassified, bool) or num_misclassified < 0:
-            raise ConfigError(f"task.num_misclassified={num_misclassified!r} is invalid: must be an integer ≥ 0")
+        for key, value in (("num_misclassified", num_misclassified),
+                           ("num_attention_examples", num_attention_examples)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
         self.save_hyperparameters(logger=False)
         self.model = self.build_network(model, vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id,
                                         pooling=pooling)
@@ -155,6 +160,27 @@ class ClassificationTask(Task):
             table = misclassified_table(texts, gold, predictions, self.classes, self.hparams.num_misclassified,
                                         title=f"{stage}: the most confident mistakes, epoch {self.current_epoch}")
             self.log_files([write_text(directory / "misclassified" / f"{name}.md", table)], "misclassified")
+        if texts is not None and getattr(self.model, "pooling", None) == "attention" and \
+                self.hparams.num_attention_examples:
+            page = self._attention_page(stage, texts, gold, predictions,
+                                        title=f"{stage}: attention over the words, epoch {self.current_epoch}")
+            self.log_files([write_text(directory / "attention" / f"{name}.html", page)], "attention")
+
+    @torch.no_grad()
+    def _attention_page(self, stage: str, texts: list[str], gold: list[int],
+                        predictions: dict[int, tuple[int, float]], title: str) -> str:
+        """The first num_attention_examples texts of the split, each word shaded by its attention weight."""
+        from rnnlab.data.batching import pad_sequences
+        from rnnlab.data.classification import PAD_ID
+
+        dataset = self._datamodule_answer("bucket_dataset", stage)
+        shown = [i for i in range(min(self.hparams.num_attention_examples, len(texts))) if i in predictions]
+        tokens, lengths = pad_sequences([dataset[i]["tokens"] for i in shown], PAD_ID)
+        _, weights = self.model(tokens.to(self.device), lengths.to(self.device), return_attention=True)
+        rows = [(texts[i].split(), weights[row, : int(lengths[row])].tolist(),  # the words are the tokens read
+                 f"gold {self.classes[gold[i]]}, predicted {self.classes[predictions[i][0]]}")
+                for row, i in enumerate(shown)]
+        return shaded_words(title, rows)
 
 
 def class_scores(confusion: torch.Tensor, classes: list, stage: str) -> dict[str, torch.Tensor]:

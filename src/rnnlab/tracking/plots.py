@@ -30,3 +30,18 @@ def attention_heatmap(attention: torch.Tensor, source_tokens: Sequence[str], tar
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def shaded_words(title: str, rows: Sequence[tuple[Sequence[str], Sequence[float], str]]) -> str:
+    """An HTML page: one line per text, each word shaded by its weight (the darkest is the line's largest weight; the
+    weight itself shows on hover), followed by a note (e.g. gold and predicted label)."""
+    from html import escape
+
+    lines = [f"<!doctype html><meta charset='utf-8'><title>{escape(title)}</title>",
+             f"<h3>{escape(title)}</h3>", "<table style='font-family:sans-serif;border-spacing:0 6px'>"]
+    for words, weights, note in rows:
+        top = max(weights, default=0) or 1
+        cells = " ".join(f"<span title='{w:.3f}' style='background:rgba(220,40,40,{w / top:.3f});padding:1px 2px'>"
+                         f"{escape(word)}</span>" for word, w in zip(words, weights))
+        lines.append(f"<tr><td>{cells}</td><td style='padding-left:2em;color:#555'>{escape(note)}</td></tr>")
+    return "\n".join([*lines, "</table>"]) + "\n"

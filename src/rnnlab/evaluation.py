@@ -36,7 +36,7 @@ from rnnlab import cli, tasks
 from rnnlab.checkpoints import is_run_id, resolve_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Task
-from rnnlab.tasks.translation import DECODING_KEYS
+from rnnlab.tasks.translation import DECODING_KEYS, check_decoding
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"split={cfg.split} is invalid: choose one of {', '.join(SPLITS)}")
     cli.check_device(cfg.device)
     settings = {key: cfg[key] for key in DECODING_KEYS if cfg.get(key) is not None}  # the others: the checkpoint's
+    check_decoding(settings, prefix="")  # named as eval.py's keys, before any download
     ckpt = str(cfg.ckpt) if cfg.ckpt is not None else None
     with tempfile.TemporaryDirectory() as work:
         path = resolve_checkpoint(ckpt, cfg.tracking_uri, work)
@@ -65,8 +66,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         run_loop = trainer.test if cfg.split == "test" else trainer.validate
         torch.manual_seed(cfg.seed)  # the draws of decode=sample
         metrics = {key: float(value) for key, value in run_loop(task, datamodule=datamodule, verbose=False)[0].items()}
-        run_id = _record(cfg, ckpt, path, label, metrics, task, Path(work) / artifact_root, artifact_root)
-    _report(metrics, label, run_id, cfg)
+        run_id, experiment_id = _record(cfg, ckpt, path, label, metrics, task, Path(work) / artifact_root,
+                                        artifact_root)
+    _report(metrics, label, run_id, experiment_id, cfg)
     return metrics
 
 
@@ -108,8 +110,8 @@ def _training_data(ckpt: str, path: Path, tracking_uri: str, work: str) -> DictC
 
 
 def _record(cfg: DictConfig, ckpt: str, path: Path, label: str | None, metrics: dict[str, float], task: Task,
-            artifacts: Path, artifact_root: str) -> str:
-    """Log metrics, signatures and translations to MLflow (see the module docstring); the run id used."""
+            artifacts: Path, artifact_root: str) -> tuple[str, str]:
+    """Log metrics, signatures and translations to MLflow (see the module docstring); the run and experiment ids."""
     import mlflow
 
     from rnnlab.tracking import mlflow_store, ui
@@ -119,7 +121,8 @@ def _record(cfg: DictConfig, ckpt: str, path: Path, label: str | None, metrics: 
     tags = dict(getattr(task, "signatures", {}))  # translation: the same sacreBLEU settings as in training
     if is_run_id(ckpt):
         run_id, prefix = ckpt, "/".join(part for part in ("eval", label) if part) + "/"
-        ui.mark_model_development(client, client.get_run(run_id).info.experiment_id)
+        experiment_id = client.get_run(run_id).info.experiment_id
+        ui.mark_model_development(client, experiment_id)
     else:
         name = cfg.get("experiment_name") or f"{task.option.removeprefix('task=')}-eval"
         experiment = client.get_experiment_by_name(name)
@@ -142,7 +145,7 @@ def _record(cfg: DictConfig, ckpt: str, path: Path, label: str | None, metrics: 
         client.log_artifacts(run_id, str(artifacts), artifact_root)
     if not prefix:
         client.set_terminated(run_id)
-    return run_id
+    return run_id, experiment_id
 
 
 def _data_name(cfg: DictConfig) -> str:
@@ -170,12 +173,9 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
-def _report(metrics: dict[str, float], label: str | None, run_id: str, cfg: DictConfig) -> None:
-    import mlflow
-
+def _report(metrics: dict[str, float], label: str | None, run_id: str, experiment_id: str, cfg: DictConfig) -> None:
     from rnnlab.tracking import ui
 
-    experiment_id = mlflow.MlflowClient(cfg.tracking_uri).get_run(run_id).info.experiment_id
     width = max(len(key) for key in metrics)
     lines = [f"{cfg.split} scores" + (f", decoder {label}" if label else ""), "-" * (width + 14)]
     lines += [f"{key:<{width}}  {metrics[key]:>12.4f}" for key in sorted(metrics)]

@@ -77,14 +77,12 @@ def mark_model_development(client: Any, experiment_id: str) -> None:
 
 
 def main(arguments: list[str]) -> None:
+    from rnnlab.cli import one_line_errors
     from rnnlab.tracking.mlflow_store import default_tracking_uri
 
     tracking_uri = arguments[0] if arguments else default_tracking_uri()
-    try:
+    with one_line_errors():
         link = experiments_link(tracking_uri)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
     print(f"MLflow UI, Model-training view: {link}\n"
           f"(an experiment opened from there shows GenAI until you set the switch at the top left to Model "
           f"training once; the browser keeps it)", flush=True)

@@ -7,6 +7,7 @@ Shapes are what a task needs of a network:
     lm          tokens (B, T), state → logits (B, T, V), state          task=lm
     seq2seq     src, src_lengths, tgt_in → logits, attention; decoding   task=translation
     classifier  tokens (B, T), lengths (B,) → logits (B, C)              task=classification
+    tagger      tokens (B, T), lengths (B,) → logits (B, T, K)           task=tagging
 
 A family that is not trained by gradient steps (the counted n-gram) says so (`trains=False`) and names the
 task that fits it instead (`task=`, a subclass of the shape's own task). Adding a family or a shape is one entry
@@ -40,6 +41,7 @@ FAMILIES: dict[str, dict[str, Network]] = {
         "lm": Network("rnnlab.models.language_model.RNNLanguageModel"),
         "seq2seq": Network("rnnlab.models.seq2seq.Seq2Seq"),
         "classifier": Network("rnnlab.models.classifier.RNNClassifier"),
+        "tagger": Network("rnnlab.models.tagger.RNNTagger"),
     },
     "ngram": {
         # presets size the recurrent models they compare (model.hidden_size, ...): nothing to size here
@@ -49,6 +51,11 @@ FAMILIES: dict[str, dict[str, Network]] = {
     "bow": {
         # the lecture's bag of words; ignores the recurrent models' sizes, so one sweep runs both
         "classifier": Network("rnnlab.models.classifier.BagOfWordsClassifier", ignores=("rnn", "classifier")),
+    },
+    "hmm": {
+        # the lecture's HMM tagger, counted; it reads the words themselves (rnnlab/tasks/hmm.py)
+        "tagger": Network("rnnlab.models.hmm.HMMTagger", trains=False, task="rnnlab.tasks.hmm.HMMTaggingTask",
+                          ignores=("rnn", "tagger")),
     },
 }
 
@@ -64,7 +71,8 @@ def network(model: Any, shape: str) -> Network:
         raise ConfigError(f"model.family={name} is unknown: choose one of {', '.join(FAMILIES)}")
     shapes = FAMILIES[name]
     if shape not in shapes:
-        tasks = {"lm": "task=lm", "seq2seq": "task=translation", "classifier": "task=classification"}
+        tasks = {"lm": "task=lm", "seq2seq": "task=translation", "classifier": "task=classification",
+                 "tagger": "task=tagging"}
         fits = ", ".join(tasks.get(s, s) for s in shapes)
         raise ConfigError(f"model={name} has no {shape} network: it fits {fits}")
     return shapes[shape]

@@ -18,6 +18,7 @@ TASKS = {
     "lm": "rnnlab.tasks.language_modeling.LanguageModelingTask",
     "translation": "rnnlab.tasks.translation.TranslationTask",
     "classification": "rnnlab.tasks.classification.ClassificationTask",
+    "tagging": "rnnlab.tasks.tagging.TaggingTask",
 }
 
 __all__ = ["TASKS", "LanguageModelingTask", "Task", "load", "task_of"]

@@ -104,6 +104,12 @@ class Task(L.LightningModule):
         task.load_state_dict(checkpoint["state_dict"])
         return task.to(device).eval()
 
+    def datamodule_answer(self, method: str, split: str) -> Any:
+        """What the trainer's data module answers to `method(split)` (e.g. the texts of the split, or the optimum
+        generated data knows), or None where it has no such method."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        return getattr(datamodule, method)(split) if hasattr(datamodule, method) else None
+
     def evaluation_label(self) -> str | None:
         """What distinguishes one evaluation of this checkpoint from another (translation: the decoder), or None."""
         return None

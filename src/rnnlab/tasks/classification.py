@@ -37,7 +37,7 @@ from rnnlab import distributed
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Task
 from rnnlab.tracking.artifacts import write_text
-from rnnlab.tracking.plots import shaded_words
+from rnnlab.tracking.plots import plot_confusion, shaded_words
 
 STAGES = ("val", "test")
 
@@ -135,17 +135,13 @@ class ClassificationTask(Task):
         metrics = {f"{stage}/loss": self.nll[stage].compute(), **class_scores(confusion, self.classes, stage)}
         self.nll[stage].reset()
         for name, method in (("acc_optimal", "optimal_accuracy"), ("acc_bow_optimal", "bow_optimal_accuracy")):
-            optimal = self._datamodule_answer(method, stage)  # generated data knows how well one can do
+            optimal = self.datamodule_answer(method, stage)  # generated data knows how well one can do
             if optimal is not None:
                 metrics[f"{stage}/{name}"] = torch.tensor(float(optimal))
         self.log_dict(metrics, sync_dist=True)  # already equal on every process
         predictions = distributed.merge_dicts(self._predictions)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             self._write_artifacts(stage, confusion, predictions)
-
-    def _datamodule_answer(self, method: str, stage: str):
-        datamodule = getattr(self.trainer, "datamodule", None)
-        return getattr(datamodule, method)(stage) if hasattr(datamodule, method) else None
 
     # --- artifacts ----------------------------------------------------------------------------------
     def _write_artifacts(self, stage: str, confusion: torch.Tensor, predictions: dict[int, tuple[int, float]]):
@@ -155,7 +151,7 @@ class ClassificationTask(Task):
         plot = plot_confusion(confusion, self.classes, directory / "confusion" / f"{name}.png",
                               title=f"{stage}, epoch {self.current_epoch}, step {self.global_step}")
         self.log_files([plot], "confusion")
-        texts, gold = self._datamodule_answer("texts", stage), self._datamodule_answer("labels", stage)
+        texts, gold = self.datamodule_answer("texts", stage), self.datamodule_answer("labels", stage)
         if texts is not None and self.hparams.num_misclassified:
             table = misclassified_table(texts, gold, predictions, self.classes, self.hparams.num_misclassified,
                                         title=f"{stage}: the most confident mistakes, epoch {self.current_epoch}")
@@ -173,7 +169,7 @@ class ClassificationTask(Task):
         from rnnlab.data.batching import pad_sequences
         from rnnlab.data.classification import PAD_ID
 
-        dataset = self._datamodule_answer("bucket_dataset", stage)
+        dataset = self.datamodule_answer("bucket_dataset", stage)
         shown = [i for i in range(min(self.hparams.num_attention_examples, len(texts))) if i in predictions]
         tokens, lengths = pad_sequences([dataset[i]["tokens"] for i in shown], PAD_ID)
         _, weights = self.model(tokens.to(self.device), lengths.to(self.device), return_attention=True)
@@ -207,30 +203,3 @@ def misclassified_table(texts: list[str], gold: list[int], predictions: dict[int
     for p, i, k in wrong:
         lines.append(f"| {i} | {texts[i].replace('|', chr(92) + '|')} | {classes[gold[i]]} | {classes[k]} | {p:.3f} |")
     return "\n".join(lines) + "\n"
-
-
-def plot_confusion(confusion: torch.Tensor, classes: list, path: Path, title: str) -> Path:
-    """The confusion matrix as a PNG: counts in the cells, shaded by each gold row's share."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = confusion.cpu().numpy()
-    shares = counts / counts.sum(1, keepdims=True).clip(min=1)
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(2 + 0.6 * n, 1.6 + 0.6 * n))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
-                    color="white" if shares[i, j] > 0.5 else "black")
-    labels = [str(c) for c in classes]
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=8)
-    ax.set_yticks(range(n), labels, fontsize=8)
-    ax.set(xlabel="predicted", ylabel="gold", title=title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -45,3 +45,30 @@ def shaded_words(title: str, rows: Sequence[tuple[Sequence[str], Sequence[float]
                          f"{escape(word)}</span>" for word, w in zip(words, weights))
         lines.append(f"<tr><td>{cells}</td><td style='padding-left:2em;color:#555'>{escape(note)}</td></tr>")
     return "\n".join([*lines, "</table>"]) + "\n"
+
+
+def plot_confusion(confusion: torch.Tensor, classes: list, path: Path, title: str) -> Path:
+    """The confusion matrix as a PNG: counts in the cells, shaded by each gold row's share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = confusion.cpu().numpy()
+    shares = counts / counts.sum(1, keepdims=True).clip(min=1)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(2 + 0.6 * n, 1.6 + 0.6 * n))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    labels = [str(c) for c in classes]
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(n), labels, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="gold", title=title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

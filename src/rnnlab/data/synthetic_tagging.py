@@ -27,8 +27,11 @@ not seen the cue. The reading is drawn after w and independently of everything b
 choice to start this one), so p(reading = NOUN | words 1..t) = p_w exactly, and with the noise
 p(gold = NOUN | words 1..t) = q_w = p_w (1 − ε) + (1 − p_w) ε. Per ambiguous word the best it can do is
 max(q_w, 1 − q_w); `left_to_right_optimal_accuracy(split)` is the mean over the split's words. With the defaults
-(a = 0.3, ε = 0.05) about 17 % of the words are ambiguous and the two optima are ≈ 0.991 and ≈ 0.95 (each split
-has its exact values): a bidirectional tagger can reach the first, a unidirectional one is capped at the second.
+(a = 0.3, ε = 0.05) about 16 % of the words are ambiguous (share s) and, the ten ambiguous words drawn uniformly,
+mean max(q_w, 1 − q_w) = 0.05 + 0.9 · 0.7 = 0.68, so the two optima are 1 − ε s ≈ 0.992 and 1 − 0.32 s ≈ 0.948
+(each split has its exact values): a bidirectional tagger can reach the first, a unidirectional one is capped at
+the second. Both are expectations given the words: a finite split's score can beat them by luck, by a few tenths
+of a percent on 500 sentences.
 
 `tests/test_tagging_data.py` checks both formulas against every sentence the generator can write, enumerated
 exactly with their probabilities (`AmbiguityLanguage.generate` takes the random choices as a function for this).

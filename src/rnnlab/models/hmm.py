@@ -12,7 +12,8 @@ linearly interpolated so that no sequence is impossible,
 
 with p̂(y_3 | h) = f(h y_3) / f(h) (a history never seen falls back to the next shorter one) and the λ by deleted
 interpolation: each n-gram's count goes to the λ of the order whose estimate, without that one occurrence,
-(f(h y) − 1) / (f(h) − 1), is largest; then the λ are normalised.
+(f(h y) − 1) / (f(h) − 1), is largest; then the λ are normalised. (Each λ starts from one vote instead of Brants'
+zero, so that even on a tiny corpus no tag sequence is impossible and every sentence has a finite loss.)
 
 Emissions: p(w | y) = p(y | w) p(w) / p(y), and p(w) is the same for every tag of a word, so the decoder scores
 each word by log p(y | w) − log p(y) (log p(w | y) up to a constant per word, which no decision depends on), with
@@ -200,15 +201,14 @@ def deleted_interpolation(trigrams: np.ndarray, order: int) -> list[float]:
     unigrams = bigrams.sum(0)
     total = unigrams.sum()
     counts = bigrams if order == 1 else trigrams
-    lambdas = [0.0] * (order + 1)
+    lambdas = [1.0] * (order + 1)  # one vote each to start with, so that no tag sequence is impossible
     for ngram in zip(*np.nonzero(counts)):
         count = counts[ngram]
         estimates = [_held_out(unigrams[ngram[-1]], total), _held_out(bigrams[ngram[-2:]], bigrams[ngram[-2]].sum())]
         if order == 2:
             estimates.append(_held_out(count, trigrams[ngram[:2]].sum()))
         lambdas[int(np.argmax(estimates))] += count
-    norm = sum(lambdas)
-    return [value / norm for value in lambdas] if norm else [1.0 / (order + 1)] * (order + 1)
+    return [value / sum(lambdas) for value in lambdas]
 
 
 def _held_out(count: float, total: float) -> float:

@@ -161,7 +161,7 @@ class TaggingTask(Task):
             predicted = [[self.tags[k] for k in p] for _, _, p in tagged.values()]
             metrics |= {f"{stage}/span_{name}": torch.tensor(value)
                         for name, value in span_scores(gold, predicted).items()}
-        return {key: torch.as_tensor(value).float() for key, value in metrics.items()}
+        return {key: torch.as_tensor(value).float().to(self.device) for key, value in metrics.items()}  # NCCL syncs
 
     # --- artifacts ----------------------------------------------------------------------------------
     def _write_artifacts(self, stage: str, confusion: torch.Tensor, tagged: dict) -> None:

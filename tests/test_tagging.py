@@ -66,6 +66,16 @@ def test_the_registry_builds_the_tagger_and_the_hmm_and_refuses_the_rest():
         TaggingTask(9, 3, 0, SMALL, {"_target_": "torch.optim.Adam"}, num_examples=-1)
 
 
+def test_another_tasks_data_is_one_line(make_cfg):
+    from rnnlab.training import build
+
+    with pytest.raises(ConfigError) as error:
+        build(make_cfg("task=tagging", "data=synthetic_classification", "data.train_examples=20", tiny=False))
+    assert str(error.value) == ("data=synthetic_classification is not data for task=tagging: it gives vocab_size, "
+                                "num_classes, pad_id where the task needs vocab_size, num_tags, pad_id; pick a data= "
+                                "made for task=tagging, or leave data= out for its default")
+
+
 # --- Viterbi and forward–backward ----------------------------------------------------------------------------------
 def brute_force(emissions: torch.Tensor, transitions: torch.Tensor, n: int) -> dict[tuple[int, ...], float]:
     """The score of every tag sequence of n words (the module docstring's s(y)), by enumeration."""

@@ -71,6 +71,7 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     datamodule.setup("fit")  # the task needs what the data determines (vocabulary sizes, ...)
     plain = OmegaConf.to_container(cfg, resolve=True)
     task_class = registry.task_class(get_class(cfg.task._target_), cfg.model)  # model=ngram counts instead
+    check_fits(datamodule, task_class, cfg)
     task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
     if hasattr(datamodule, "tokenizer_state") and "tokenizer" in inspect.signature(task_class).parameters:
         task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
@@ -92,6 +93,15 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      plugins=checkpoint_io.trainer_plugins(cfg.trainer))
     return datamodule, task, trainer
+
+
+def check_fits(datamodule: L.LightningDataModule, task_class: type, cfg: DictConfig) -> None:
+    """A one-line ConfigError when the data is another task's (it decides other inputs than the task needs)."""
+    if set(datamodule.task_inputs) != set(task_class.data_inputs):
+        name = getattr(datamodule, "option", None) or cfg.data._target_
+        gives, needs = ", ".join(datamodule.task_inputs), ", ".join(task_class.data_inputs)
+        raise ConfigError(f"data={name} is not data for {task_class.option}: it gives {gives} where the task needs "
+                          f"{needs}; pick a data= made for {task_class.option}, or leave data= out for its default")
 
 
 def tracking_uri(cfg: DictConfig) -> str:

@@ -71,9 +71,9 @@ class Tagged:
 
     def where(self, sentence: int, word: int) -> str:
         """'<path> line N' of a word, or 'sentence N' of generated data."""
-        if self.path is None or self.lines is None:
-            return f"sentence {sentence + 1}"
-        return f"{self.path} line {self.lines[sentence][word]}"
+        if self.path is None or self.lines is None or not self.lines[sentence]:
+            return f"sentence {sentence + 1}" + (f" of {self.path}" if self.path else "")
+        return f"{self.path} line {self.lines[sentence][min(word, len(self.lines[sentence]) - 1)]}"
 
     def subset(self, keep: Sequence[int]) -> Tagged:
         return Tagged([self.words[k] for k in keep], [self.tags[k] for k in keep], self.path,

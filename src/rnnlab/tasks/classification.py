@@ -96,6 +96,14 @@ class ClassificationTask(Task):
         return out
 
     # --- training -----------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if getattr(self.model, "weighting", None) == "tfidf" and not self.model.idf_fitted:  # resumed: kept
+            train = self._datamodule_answer("bucket_dataset", "train")
+            if train is None:
+                raise ConfigError("model.weighting=tfidf counts document frequencies in the training split: fit "
+                                  "with a classification data module (trainer.fit(task, datamodule=...))")
+            self.model.fit_idf(train.token_ids)
+
     def training_step(self, batch, batch_idx):
         logits = self.model(batch["tokens"], batch["tokens_lengths"])
         loss = F.cross_entropy(logits, batch["label"])  # the mean over the batch's texts

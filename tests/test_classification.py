@@ -235,3 +235,34 @@ def test_train_py_classifies_the_default_data_against_its_optima(tmp_path):
     assert {"confusion", "misclassified"} <= artifacts
     scored = evaluate(compose_eval(f"ckpt={run['run_id']}", tmp_path=tmp_path, uri=run["uri"]))
     assert scored["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_word_dropout_reads_training_words_as_unk_and_leaves_evaluation_alone():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, tokens, lengths):
+            seen.append(tokens.clone())
+            return self.bias.expand(len(tokens), 2)
+
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(2))
+
+    optimizer = {"_target_": "torch.optim.Adam", "lr": 0.01}
+    task = ClassificationTask(vocab_size=50, num_classes=2, pad_id=0, model=SMALL, optimizer=optimizer,
+                              word_dropout=0.25)
+    task.model = Recorder()
+    tokens = torch.randint(1, 50, (200, 50))
+    batch = {"tokens": tokens, "tokens_lengths": torch.full((200,), 50), "label": torch.zeros(200, dtype=torch.long),
+             "index": torch.arange(200)}
+    torch.manual_seed(0)
+    task.training_step(batch, 0)
+    dropped = seen[-1].eq(0)
+    assert dropped.float().mean().item() == pytest.approx(0.25, abs=0.01)  # <unk> is id 0
+    assert torch.equal(seen[-1][~dropped], tokens[~dropped]) and torch.equal(batch["tokens"], tokens)  # a copy
+    task.eval()
+    task._eval_step(batch, "val")
+    assert torch.equal(seen[-1], tokens)  # evaluation reads every word
+    with pytest.raises(ConfigError, match=r"task.word_dropout=1.0 is invalid: a probability in \[0, 1\)"):
+        ClassificationTask(vocab_size=50, num_classes=2, pad_id=0, model=SMALL, optimizer=optimizer, word_dropout=1.0)

@@ -182,7 +182,8 @@ def test_decoders_stop_a_hypothesis_at_max_length():
 
 # --- one-line errors ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("build", "message"), [
-    (lambda: lm(d_model=18, nhead=4), "model.d_model=18 is not divisible by model.nhead=4: .* model.nhead=2"),
+    (lambda: lm(d_model=18, nhead=4),
+     "model.d_model=18 is not divisible by model.nhead=4: .* model.nhead=3 or model.d_model=16"),
     (lambda: lm(positional="rotary"), "model.positional='rotary' is invalid: choose one of sinusoidal, learned"),
     (lambda: lm(num_encoder_layers=2), "model.num_encoder_layers=2 applies to task=translation only"),
     (lambda: lm(attention_dropout=1.0), r"model.attention_dropout=1.0 is invalid: must be in \[0, 1\)"),

@@ -405,8 +405,11 @@ def check_architecture(*, d_model, nhead, num_layers, dim_feedforward, dropout, 
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"model.{key}={value} is invalid: must be a positive integer")
     if d_model % nhead:
+        nearest_nhead = min((h for h in range(1, d_model + 1) if d_model % h == 0), key=lambda h: (abs(h - nhead), -h))
+        nearest_d_model = max(round(d_model / nhead), 1) * nhead
         raise ConfigError(f"model.d_model={d_model} is not divisible by model.nhead={nhead}: each head gets "
-                          f"d_model / nhead dimensions; choose e.g. model.nhead={math.gcd(d_model, nhead)}")
+                          f"d_model / nhead dimensions; choose e.g. model.nhead={nearest_nhead} or "
+                          f"model.d_model={nearest_d_model}")
     for key, value in (("dropout", dropout), ("attention_dropout", attention_dropout)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise ConfigError(f"model.{key}={value} is invalid: must be in [0, 1)")

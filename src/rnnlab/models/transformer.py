@@ -249,7 +249,7 @@ class TransformerLM(nn.Module):
     the layers). max_length: the longest window; learned positions have this many.
     """
 
-    def __init__(self, vocab_size: int, d_model: int = 256, nhead: int = 4, num_layers: int = 4,
+    def __init__(self, vocab_size: int, d_model: int = 256, nhead: int = 4, num_layers: int = 2,
                  num_encoder_layers: int | None = None, num_decoder_layers: int | None = None,
                  dim_feedforward: int = 1024, dropout: float = 0.1, attention_dropout: float = 0.0,
                  positional: str = "sinusoidal", norm_first: bool = True, tie_weights: bool = True,
@@ -324,7 +324,7 @@ class TransformerSeq2Seq(nn.Module):
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
-                 d_model: int = 256, nhead: int = 4, num_layers: int = 3, num_encoder_layers: int | None = None,
+                 d_model: int = 256, nhead: int = 4, num_layers: int = 2, num_encoder_layers: int | None = None,
                  num_decoder_layers: int | None = None, dim_feedforward: int = 1024, dropout: float = 0.1,
                  attention_dropout: float = 0.0, positional: str = "sinusoidal", norm_first: bool = True,
                  tie_weights: bool = True, max_length: int = 256):

@@ -83,6 +83,24 @@ def test_bag_of_words_features():
     assert torch.equal(bow(padded_three_times(tokens, lengths), lengths), bow(tokens, lengths))
 
 
+def test_tfidf_features_equal_scikit_learns():
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    texts = [[3, 1, 3], [2, 2], [1, 4, 4, 4, 2], [3]]
+    bow = BagOfWordsClassifier(5, 2, weighting="tfidf", ngrams=2, bigram_buckets=7)
+    with pytest.raises(ConfigError, match="model.weighting=tfidf: the idf was never fitted; call fit_idf"):
+        bow.features(torch.tensor([[1]]), torch.tensor([1]))
+    bow.fit_idf(texts, batch_size=3)  # in two batches
+    tokens = torch.tensor([[3, 1, 3, 0, 0], [2, 2, 0, 0, 0], [1, 4, 4, 4, 2], [3, 0, 0, 0, 0]])
+    lengths = torch.tensor([3, 2, 5, 1])
+    counts = BagOfWordsClassifier(5, 2, ngrams=2, bigram_buckets=7).features(tokens, lengths)
+    expected = TfidfTransformer().fit(counts.numpy()).transform(counts.numpy()).toarray()
+    torch.testing.assert_close(bow.features(tokens, lengths), torch.tensor(expected, dtype=torch.float32))
+    again = BagOfWordsClassifier(5, 2, weighting="tfidf", ngrams=2, bigram_buckets=7)
+    again.load_state_dict(bow.state_dict())  # a checkpoint keeps the training split's idf
+    assert torch.equal(again.features(tokens, lengths), bow.features(tokens, lengths))
+
+
 def test_the_bag_of_words_runs_beside_the_rnns_in_one_sweep():
     """A preset sizes the recurrent models (hidden_size, cell, ...): the bag of words ignores those, keeps dropout."""
     model = registry.build({"family": "bow", "hidden_size": 64, "cell": "gru", "dropout": 0.3}, "classifier",
@@ -169,8 +187,9 @@ def test_a_recurrent_classifier_learns_word_order_a_bag_of_words_cannot(tmp_path
     weights = [float(w) for w in re.findall(r"title='([0-9.]+)'", page)]
     assert len(weights) == sum(len(t.split()) for t in data.texts("val")[:5])
     assert sum(weights) == pytest.approx(5, abs=0.02)  # each text's weights sum to one (shown to 3 decimals)
-    bow, _, bow_trainer = fit({"family": "bow"}, tmp_path / "bow")
+    bow, _, bow_trainer = fit({"family": "bow", "weighting": "tfidf"}, tmp_path / "bow")
     assert bow_trainer.callback_metrics["val/acc"] < 0.75  # the same words in both classes: order is all there is
+    assert bow.model.idf_fitted and bow.model.idf.max() > 1  # fitted on the training split before training
 
     path = tmp_path / "rnn.ckpt"
     trainer.save_checkpoint(path, weights_only=False)
@@ -216,3 +235,34 @@ def test_train_py_classifies_the_default_data_against_its_optima(tmp_path):
     assert {"confusion", "misclassified"} <= artifacts
     scored = evaluate(compose_eval(f"ckpt={run['run_id']}", tmp_path=tmp_path, uri=run["uri"]))
     assert scored["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_word_dropout_reads_training_words_as_unk_and_leaves_evaluation_alone():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, tokens, lengths):
+            seen.append(tokens.clone())
+            return self.bias.expand(len(tokens), 2)
+
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(2))
+
+    optimizer = {"_target_": "torch.optim.Adam", "lr": 0.01}
+    task = ClassificationTask(vocab_size=50, num_classes=2, pad_id=0, model=SMALL, optimizer=optimizer,
+                              word_dropout=0.25)
+    task.model = Recorder()
+    tokens = torch.randint(1, 50, (200, 50))
+    batch = {"tokens": tokens, "tokens_lengths": torch.full((200,), 50), "label": torch.zeros(200, dtype=torch.long),
+             "index": torch.arange(200)}
+    torch.manual_seed(0)
+    task.training_step(batch, 0)
+    dropped = seen[-1].eq(0)
+    assert dropped.float().mean().item() == pytest.approx(0.25, abs=0.01)  # <unk> is id 0
+    assert torch.equal(seen[-1][~dropped], tokens[~dropped]) and torch.equal(batch["tokens"], tokens)  # a copy
+    task.eval()
+    task._eval_step(batch, "val")
+    assert torch.equal(seen[-1], tokens)  # evaluation reads every word
+    with pytest.raises(ConfigError, match=r"task.word_dropout=1.0 is invalid: a probability in \[0, 1\)"):
+        ClassificationTask(vocab_size=50, num_classes=2, pad_id=0, model=SMALL, optimizer=optimizer, word_dropout=1.0)

@@ -146,6 +146,22 @@ def test_sst_reads_a_test_file_when_present_gzip_or_not(tmp_path):
     assert SST5DataModule(root=str(tmp_path)).load_splits()["test"].labels == ["neutral", "very positive"]
 
 
+def test_sst5_phrases_are_every_distinct_labelled_subtree_of_the_training_trees(tmp_path, caplog):
+    write(tmp_path / "trees" / "train.txt", "(4 (3 good) (4 (2 fun) (2 film)))\n(3 (3 good) (2 film))\n(1 (1 dull))\n")
+    write(tmp_path / "trees" / "dev.txt", "(1 dull)\n")
+    with caplog.at_level(logging.INFO):
+        splits = SST5DataModule(root=str(tmp_path), phrases=True).load_splits()
+    assert splits["train"].texts == ["good fun film", "good", "fun film", "fun", "film", "good film", "dull"]
+    assert splits["train"].labels == ["very positive", "positive", "very positive", "neutral", "neutral",
+                                      "positive", "negative"]  # "(1 (1 dull))": one phrase, counted once
+    assert splits["val"].texts == ["dull"]  # dev stays whole sentences
+    assert "7 distinct labelled phrases" in caplog.text
+    write(tmp_path / "trees" / "train.txt", "(4 (3 good) (4 fun))\n(2 (1 good) (2 film))\n")
+    with caplog.at_level(logging.WARNING):
+        assert SST5DataModule(root=str(tmp_path), phrases=True).load_splits()["train"].labels[1] == "positive"
+    assert "1 repeated phrases" in caplog.text and "disagree with their first label (kept)" in caplog.text
+
+
 def test_snips_reads_a_test_folder_when_present(tmp_path):
     for folder in ("train", "valid", "test"):
         write(tmp_path / folder / "seq.in", "play some jazz \nwill it rain\n")

@@ -46,7 +46,8 @@ def test_ngram_on_synthetic_lm_is_scored_on_the_rnn_tokens_against_the_optimum(m
     assert run.data.tags["model"] == "ngram" and run.info.run_name == "ngram"
     assert run.data.params["model.family"] == "ngram" and run.data.params["model.order"] == "5"
     assert run.data.metrics["val/ppl"] == pytest.approx(metrics["val/ppl"], rel=1e-6)
-    assert {"test/ppl", "test/ppl_gap", "fit_seconds", "train/loss"} <= set(run.data.metrics)
+    assert {"test/ppl", "test/ppl_gap", "fit_seconds", "fit_cpu_seconds", "train/loss"} <= set(run.data.metrics)
+    assert 0 < run.data.metrics["fit_cpu_seconds"] < 2 * run.data.metrics["fit_seconds"] + 1  # this process's CPU
     assert "train/grad_norm" not in run.data.metrics  # no gradient step was taken
     assert len(client.get_metric_history(run.info.run_id, "val/loss")) == 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}

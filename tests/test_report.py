@@ -180,3 +180,27 @@ def test_report_py_prints_the_table_or_one_error_line(store, tmp_path, monkeypat
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: 'nope' is neither an experiment nor a run") and err.count("\n") == 1
+
+
+def test_references_the_data_logs_are_drawn_when_the_runs_agree(tmp_path):
+    from rnnlab.tracking.report import references
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment("classification-synthetic", artifact_location=str(tmp_path / "a"))
+    for model, acc, optimal in (("gru", 0.93, 0.95), ("bow", 0.70, 0.95), ("rnn", 0.80, None)):
+        run_id = client.create_run(experiment_id, run_name=model, tags={
+            "task": "classification", "model": model, "hydra_overrides": f"model={model}"}).info.run_id
+        metrics = [Metric("val/acc", acc, 1, 9), Metric("val/acc_bow_optimal", 0.725, 1, 9),
+                   Metric("val/loss", 1 - acc, 1, 9), Metric("val/loss_optimal", 0.1 + acc, 1, 9)]
+        metrics += [Metric("val/acc_optimal", optimal, 1, 9)] if optimal else []  # a run on other data: none
+        client.log_batch(run_id, metrics=metrics)
+        client.set_terminated(run_id, "FINISHED")
+    runs = client.search_runs([experiment_id])
+    # val/loss_optimal differs between runs: no single line
+    assert references(runs, ["val/acc", "val/loss"]) == {"val/acc": {
+        "Bayes-optimal (val/acc_optimal)": 0.95, "best bag of words (val/acc_bow_optimal)": 0.725}}
+    report = write_report("classification-synthetic", tracking_uri=uri, out_dir=tmp_path / "r", metrics=["val/acc"])
+    assert ("Reference lines (dashed in the plots), from the data: Bayes-optimal (val/acc_optimal) = 0.95; "
+            "best bag of words (val/acc_bow_optimal) = 0.725.") in report.markdown
+    assert (tmp_path / "r" / "final_metrics.png").stat().st_size > 0

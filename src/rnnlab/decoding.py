@@ -5,12 +5,14 @@ Every decoder drives the model through two calls (rnnlab/models/seq2seq.py):
     memory, state = model.encode(src, src_lengths)
     logits, state, attention = model.step(prev_tokens, state, memory)      y_{t-1} (N,) → (N, V), a_t (N, S)
 
-and reads model.bos_id, model.eos_id, model.pad_id. Call them with the model in eval mode (dropout
-off); they run without gradients. bos and pad are never generated.
+and reads model.bos_id, model.eos_id, model.pad_id (and model.max_length where it has one). Call them with the
+model in eval mode (dropout off); they run without gradients. bos and pad are never generated. The state
+(rnnlab/models/seq2seq.py: the recurrent state; rnnlab/models/transformer.py: each layer's keys and values so
+far) and the memory are the model's own; beam search asks both for `index_select(rows)`.
 
 Output length: max_len is an int (the same cap for every sentence) or a pair (a, b), capping
-sentence b at ⌊a·S_b + b⌋ tokens, eos included; a hypothesis that reaches its cap ends there
-without eos.
+sentence b at ⌊a·S_b + b⌋ tokens, eos included, and never past the model's max_length (a Transformer's
+positions end there); a hypothesis that reaches its cap ends there without eos.
 
 Beam search, K = beam_size, all B sentences × K beams in one (B·K, ·) batch:
 
@@ -51,12 +53,14 @@ class Hypotheses:
     attention: list[torch.Tensor] | None = None  # a_t per sentence (len(tokens), S_b): rows = output tokens
 
 
-def length_limits(src_lengths: torch.Tensor, max_len: MaxLen) -> torch.Tensor:
-    """Each sentence's cap on output tokens (eos included), (B,) ≥ 1."""
+def length_limits(src_lengths: torch.Tensor, max_len: MaxLen, model_limit: int | None = None) -> torch.Tensor:
+    """Each sentence's cap on output tokens (eos included), (B,) ≥ 1, at most model_limit."""
     if isinstance(max_len, int):
-        return torch.full_like(src_lengths, max_len).clamp(min=1)
-    a, b = max_len
-    return (a * src_lengths.double() + b).floor().long().clamp(min=1)
+        limits = torch.full_like(src_lengths, max_len)
+    else:
+        a, b = max_len
+        limits = (a * src_lengths.double() + b).floor().long()
+    return limits.clamp(min=1, max=model_limit)
 
 
 @torch.no_grad()
@@ -92,7 +96,7 @@ def _left_to_right(model, src, src_lengths, max_len: MaxLen, choose: Callable, r
     """One token per step for every sentence at once, until each has produced eos or hit its cap."""
     memory, state = model.encode(src, src_lengths)
     B = src.size(0)
-    limits = length_limits(src_lengths, max_len).to(src.device)
+    limits = length_limits(src_lengths, max_len, getattr(model, "max_length", None)).to(src.device)
     prev_tokens = torch.full((B,), model.bos_id, dtype=torch.long, device=src.device)
     alive = torch.ones(B, dtype=torch.bool, device=src.device)
     lengths = torch.zeros(B, dtype=torch.long, device=src.device)  # output tokens so far, eos excluded
@@ -137,7 +141,7 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: 
     memory, state = model.encode(src, src_lengths)
     sentence_of_row = torch.arange(B, device=device).repeat_interleave(K)  # row b·K + k is beam k of sentence b
     memory, state = memory.index_select(sentence_of_row), state.index_select(sentence_of_row)
-    limits = length_limits(src_lengths, max_len).to(device)
+    limits = length_limits(src_lengths, max_len, getattr(model, "max_length", None)).to(device)
     T, S = int(limits.max()), src.size(1)
     first_row = torch.arange(B, device=device)[:, None] * K  # (B, 1)
 

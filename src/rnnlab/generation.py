@@ -9,7 +9,10 @@ sample differs; argmax (greedy) is the limit temperature → 0. What shapes the 
     temperature, top_k, top_p, and the draw itself: rnnlab.sampling, shared with translation's decode=sample
 
 Any model with the language models' interface samples: `model(tokens (B, T), state) → logits (B, T, V),
-state`, i.e. `RNNLanguageModel` and `NGramLanguageModel`. A checkpoint of task=lm keeps the data's
+state`, i.e. `RNNLanguageModel`, `NGramLanguageModel` and `TransformerLM`. Writing starts from the state None,
+or from the model's `generation_state()` where it has one: the Transformer's empty key/value cache (it carries
+nothing between training windows, but writing one token at a time it keeps the past; past its max_length the
+window slides, rnnlab/models/transformer.py). A checkpoint of task=lm keeps the data's
 tokenizer in its hyperparameters, so `load_checkpoint` gives back a model that reads prompts and
 writes text with nothing else at hand; `ckpt` may also be the MLflow run id that train.py printed.
 """
@@ -65,7 +68,8 @@ def sample(model: torch.nn.Module, prompt_ids: Sequence[int], max_tokens: int, t
     was_training = model.training
     model.eval()  # no dropout while writing
     try:
-        logits, state = model(torch.tensor([list(prompt_ids)], device=device), None)
+        start = model.generation_state() if hasattr(model, "generation_state") else None
+        logits, state = model(torch.tensor([list(prompt_ids)], device=device), start)
         drawn: list[int] = []
         for _ in range(max_tokens):
             token = next_token(logits[0, -1], temperature, top_k, top_p, greedy, banned, generator)

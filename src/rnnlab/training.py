@@ -31,9 +31,11 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
     datamodule, task, trainer = build(cfg, extra_callbacks)
     recorder = next(c for c in trainer.callbacks if isinstance(c, RunRecorder))
     resumed = recorder.resumed  # resume=: the checkpoint this run continues from
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer.fit(task, datamodule=datamodule, ckpt_path=resumed and resumed.checkpoint, weights_only=True)
     fit_seconds = time.perf_counter() - started
+    # the CPU time of this process (all its threads): on a shared machine, the budget a one-thread run used
+    fit_cpu_seconds = time.process_time() - cpu_started
     validated = recorder.curves.val[-1][0] if recorder.curves.val else None
     if validated is not None and validated < trainer.global_step:  # max_steps / max_time stopped it mid-epoch
         log.warning("the last %d of %d optimizer steps were never validated, so the best checkpoint predates "
@@ -46,7 +48,8 @@ def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, 
                      weights_only=True)
         metrics.update(_scalars(trainer.callback_metrics))
     metrics["fit_seconds"] = round(fit_seconds, 2)
-    recorder.finish(trainer, metrics, fit_seconds)  # metrics.json, artifacts, run.json, the table
+    metrics["fit_cpu_seconds"] = round(fit_cpu_seconds, 2)
+    recorder.finish(trainer, metrics, fit_seconds, fit_cpu_seconds)  # metrics.json, artifacts, run.json, the table
     return metrics
 
 

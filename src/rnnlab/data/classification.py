@@ -39,7 +39,8 @@ from rnnlab.errors import ConfigError, refuse_unknown_data_options
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-PAD_ID = 0  # <unk>'s id: padding is never read (lengths mark the real tokens)
+UNK_ID = 0  # the word vocabulary's <unk>
+PAD_ID = UNK_ID  # padding is never read (lengths mark the real tokens)
 
 
 @dataclass

@@ -10,11 +10,13 @@ checksum to pin):
   training trees, `sentence<TAB>label` (0 negative, 1 positive) with a header line; the train.tsv of GLUE's
   SST-2.zip (https://gluebenchmark.com/tasks).
 
-SST-5 is each sentence's root label; SST-2 drops sentences whose root is 2 (neutral; counted in the log) and maps
-0-1 to negative, 3-4 to positive (6,920 / 872 / 1,821 sentences). A text is the tree's leaves joined by spaces,
-PTB-escaped as the trees give them (`-LRB-`, `\\/`); with `data.phrases=true` training reads GLUE's phrases, which
-are lowercased and unescaped, so the dev/test sentences are put in that same form (`glue_form`): the dev sentences
-are then exactly GLUE's dev.tsv. The test split is read when `trees/test.txt[.gz]` is there.
+SST-5 is each sentence's root label (with `data.phrases=true` training reads every distinct labelled phrase of the
+training trees instead: 159,274 of them, each once — a phrase's label is the same wherever it occurs); SST-2 drops
+sentences whose root is 2 (neutral; counted in the log) and maps 0-1 to negative, 3-4 to positive (6,920 / 872 /
+1,821 sentences). A text is the tree's leaves joined by spaces, PTB-escaped as the trees give them (`-LRB-`, `\\/`);
+with `data.phrases=true` training reads GLUE's phrases, which are lowercased and unescaped, so the dev/test
+sentences are put in that same form (`glue_form`): the dev sentences are then exactly GLUE's dev.tsv. The test split
+is read when `trees/test.txt[.gz]` is there.
 """
 
 from __future__ import annotations
@@ -178,13 +180,42 @@ class _SSTDataModule(ClassificationDataModule):
         paths = self.tree_paths(TREE_FILES)
         return {split: None if path is None else self.sentences(split, path) for split, path in paths.items()}
 
+    def phrases_of(self, path: Path) -> Labelled:
+        """Every distinct phrase (subtree) of the trees with its class, in first-seen order; the treebank labels a
+        phrase once (its dictionary), so repeats agree — a disagreement is counted and the first label kept."""
+        labels: dict[str, int] = {}
+        disagreements = 0
+        for tree in read_trees(path):
+            for node in tree.subtrees():
+                label = labels.setdefault(node.text(), node.label)
+                disagreements += label != node.label
+        if disagreements:
+            log.warning("data=%s: %d repeated phrases of %s disagree with their first label (kept)", self.option,
+                        disagreements, path)
+        kept = [(text, self.class_of_root[label]) for text, label in labels.items()
+                if self.class_of_root.get(label) is not None]
+        log.info("data=%s train: %d distinct labelled phrases of %s (%d dropped as neutral)", self.option, len(kept),
+                 path, len(labels) - len(kept))
+        return Labelled([text for text, _ in kept], [label for _, label in kept])
+
 
 class SST5DataModule(_SSTDataModule):
-    """`data=sst5`: five classes, the sentence's root label, very negative (0) .. very positive (4)."""
+    """`data=sst5`: five classes, the sentence's root label, very negative (0) .. very positive (4); optionally
+    trained on every labelled phrase of the training trees."""
 
     option = "sst5"
     classes_in_order = SST5_CLASSES
     class_of_root = SST5_OF_ROOT
+
+    def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
+        super().__init__(root, **options)
+        self.phrases = phrases
+
+    def load_splits(self) -> dict[str, Labelled | None]:
+        splits = super().load_splits()
+        if self.phrases:
+            splits["train"] = self.phrases_of(self.tree_paths(TREE_FILES)["train"])
+        return splits
 
 
 class SST2DataModule(_SSTDataModule):

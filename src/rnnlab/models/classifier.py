@@ -18,11 +18,21 @@ Bag of words (`model=bow`, the lecture's features): x = the counts of each vocab
 presence, or log(1 + count)), with `ngrams: 2` also the counts of adjacent word pairs hashed into
 `bigram_buckets` buckets; then a linear layer (`hidden_units: 0`) or one hidden layer (ReLU) to the classes.
 Order is lost by design: that is the baseline's point.
+
+`weighting: tfidf` weighs each count by how rare the feature is across the training texts, as scikit-learn's
+TfidfTransformer does by default (smooth idf, then each text's vector scaled to unit length):
+
+    idf_j = ln((1 + N) / (1 + df_j)) + 1        N training texts, df_j of them hold feature j
+    x = tf ⊙ idf / ‖tf ⊙ idf‖₂
+
+The document frequencies are counted once, before training, from the training split (`fit_idf`, called by the
+task) and kept in the weights, so a checkpoint reads new text with the training split's idf.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.errors import ConfigError
@@ -30,7 +40,7 @@ from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
 
 POOLINGS = ("last", "mean", "max", "attention")
-WEIGHTINGS = ("counts", "binary", "log_counts")
+WEIGHTINGS = ("counts", "binary", "log_counts", "tfidf")
 
 
 def check_pooling(pooling: str) -> None:
@@ -111,14 +121,44 @@ class BagOfWordsClassifier(nn.Module):
         self.vocab_size, self.weighting = vocab_size, weighting
         self.ngrams, self.bigram_buckets = ngrams, bigram_buckets
         features = vocab_size + (bigram_buckets if ngrams == 2 else 0)
+        if weighting == "tfidf":  # buffers: saved in checkpoints, fitted by fit_idf before training
+            self.register_buffer("idf", torch.ones(features))
+            self.register_buffer("idf_fitted", torch.tensor(False))
         layers: list[nn.Module] = [nn.Dropout(dropout)]
         if hidden_units:
             layers += [nn.Linear(features, hidden_units), nn.ReLU(), nn.Dropout(dropout)]
         layers.append(nn.Linear(hidden_units or features, num_classes))
         self.classify = nn.Sequential(*layers)
 
+    @torch.no_grad()
+    def fit_idf(self, texts: list[list[int]], batch_size: int = 1024) -> None:
+        """The smoothed inverse document frequency of every feature over `texts` (the training split's token ids)."""
+        from rnnlab.data.batching import pad_sequences
+
+        device = self.idf.device
+        document_frequency = torch.zeros_like(self.idf)
+        for start in range(0, len(texts), batch_size):
+            tokens, lengths = pad_sequences(texts[start:start + batch_size], 0)
+            document_frequency += (self.counts(tokens.to(device), lengths.to(device)) > 0).sum(0)
+        self.idf.copy_(torch.log((1 + len(texts)) / (1 + document_frequency)) + 1)
+        self.idf_fitted.fill_(True)
+
     def features(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(B, features): word counts (and hashed adjacent-pair counts), weighted; padding counts nothing."""
+        """(B, features): the weighted counts of the text's words (and adjacent pairs)."""
+        counts = self.counts(tokens, lengths)
+        if self.weighting == "binary":
+            return (counts > 0).float()
+        if self.weighting == "log_counts":
+            return torch.log1p(counts)
+        if self.weighting == "tfidf":
+            if not self.idf_fitted:
+                raise ConfigError("model.weighting=tfidf: the idf was never fitted; call fit_idf(training texts) "
+                                  "first (task=classification does it before training)")
+            return F.normalize(counts * self.idf, dim=1)
+        return counts
+
+    def counts(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, features): word counts (and hashed adjacent-pair counts); padding counts nothing."""
         real = real_tokens(lengths, tokens.size(1))
         tokens, mask = tokens.masked_fill(~real, 0), real.float()  # whatever the padding holds, it counts nothing
         counts = torch.zeros(tokens.size(0), self.vocab_size, device=tokens.device)
@@ -128,9 +168,7 @@ class BagOfWordsClassifier(nn.Module):
             pair_counts = torch.zeros(tokens.size(0), self.bigram_buckets, device=tokens.device)
             pair_counts.scatter_add_(1, pairs, mask[:, 1:])  # a pair is real when its second word is
             counts = torch.cat([counts, pair_counts], dim=1)
-        if self.weighting == "binary":
-            return (counts > 0).float()
-        return torch.log1p(counts) if self.weighting == "log_counts" else counts
+        return counts
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
         logits = self.classify(self.features(tokens, lengths))

@@ -52,6 +52,12 @@ FAMILIES: dict[str, dict[str, Network]] = {
         # the lecture's bag of words; ignores the recurrent models' sizes, so one sweep runs both
         "classifier": Network("rnnlab.models.classifier.BagOfWordsClassifier", ignores=("rnn", "classifier")),
     },
+    "transformer": {
+        # sized by its own keys (d_model, ...); a preset's recurrent sizes, and the encoder–decoder's keys that
+        # task=translation adds (attention, input_feeding, ...), are ignored, so one sweep runs both families
+        "lm": Network("rnnlab.models.transformer.TransformerLM", ignores=("rnn", "lm")),
+        "seq2seq": Network("rnnlab.models.transformer.TransformerSeq2Seq", ignores=("rnn", "seq2seq")),
+    },
     "hmm": {
         # the lecture's HMM tagger, counted; it reads the words themselves (rnnlab/tasks/hmm.py)
         "tagger": Network("rnnlab.models.hmm.HMMTagger", trains=False, task="rnnlab.tasks.hmm.HMMTaggingTask",

@@ -19,6 +19,7 @@ implements training_step and its evaluation hooks, calling `self.train_epoch.log
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,8 @@ from rnnlab.models import registry
 from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
 from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 from rnnlab.tracking.artifacts import log_files
+
+log = logging.getLogger(__name__)
 
 
 class Task(L.LightningModule):
@@ -46,7 +49,12 @@ class Task(L.LightningModule):
         self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
 
     def build_network(self, model: dict[str, Any], **inputs: Any):
-        """The network of the `model` config for this task's shape."""
+        """The network of the `model` config for this task's shape; the keys of another family that it ignores
+        (a preset's recurrent sizes) are named in the log."""
+        ignored = registry.ignored_keys(model, self.shape)
+        if ignored:
+            keys = ", ".join(f"model.{key}" for key in ignored)
+            log.info("model=%s has no %s: ignored", registry.family(model), keys)
         return registry.build(model, self.shape, **inputs)
 
     # --- optimisation ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from rnnlab import distributed
+from rnnlab.data.classification import UNK_ID
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Task
 from rnnlab.tracking.artifacts import write_text
@@ -50,7 +51,8 @@ class ClassificationTask(Task):
 
     def __init__(self, vocab_size: int, num_classes: int, pad_id: int, model: dict[str, Any],
                  optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None, pooling: str = "last",
-                 num_misclassified: int = 50, num_attention_examples: int = 20, tokenizer: dict | None = None):
+                 word_dropout: float = 0.0, num_misclassified: int = 50, num_attention_examples: int = 20,
+                 tokenizer: dict | None = None):
         """model/optimizer/scheduler are the config groups as dicts and tokenizer the data's `tokenizer_state()`
         (vocabulary and classes): all hyperparameters, so a checkpoint alone reads and classifies text."""
         super().__init__()
@@ -58,6 +60,8 @@ class ClassificationTask(Task):
                            ("num_attention_examples", num_attention_examples)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
+        if not 0 <= word_dropout < 1:
+            raise ConfigError(f"task.word_dropout={word_dropout!r} is invalid: a probability in [0, 1)")
         self.save_hyperparameters(logger=False)
         self.model = self.build_network(model, vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id,
                                         pooling=pooling)
@@ -96,8 +100,20 @@ class ClassificationTask(Task):
         return out
 
     # --- training -----------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if getattr(self.model, "weighting", None) == "tfidf" and not self.model.idf_fitted:  # resumed: kept
+            train = self.datamodule_answer("bucket_dataset", "train")
+            if train is None:
+                raise ConfigError("model.weighting=tfidf counts document frequencies in the training split: fit "
+                                  "with a classification data module (trainer.fit(task, datamodule=...))")
+            self.model.fit_idf(train.token_ids)
+
     def training_step(self, batch, batch_idx):
-        logits = self.model(batch["tokens"], batch["tokens_lengths"])
+        tokens = batch["tokens"]
+        if self.hparams.word_dropout:  # each training word reads as <unk> with this probability (Iyyer et al., 2015)
+            tokens = tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < self.hparams.word_dropout,
+                                        UNK_ID)
+        logits = self.model(tokens, batch["tokens_lengths"])
         loss = F.cross_entropy(logits, batch["label"])  # the mean over the batch's texts
         self.train_epoch.log_step(self, loss.detach(), int(batch["tokens_lengths"].sum()), weight=len(logits))
         return loss

@@ -11,33 +11,22 @@ The HMM reads the words themselves, not the vocabulary's ids: its lexicon is eve
 data.min_frequency cuts) and an unseen word is tagged by its ending (the suffix model).
 
 Settings that size a network (`model.hidden_size`, ... as experiment presets set them for the recurrent models
-they compare) are ignored, so that one sweep runs the HMM beside them; its own keys are checked as usual.
+they compare) are ignored, and named in the log (rnnlab.tasks.base), so that one sweep runs the HMM beside them; its
+own keys are checked as usual.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
-from typing import Any
 
 import torch
 
 from rnnlab.errors import ConfigError
-from rnnlab.models import registry
-from rnnlab.models.hmm import HMMTagger
 from rnnlab.tasks.tagging import TaggingTask
-
-log = logging.getLogger(__name__)
 
 
 class HMMTaggingTask(TaggingTask):
-    def build_network(self, model: dict[str, Any], **inputs: Any) -> HMMTagger:
-        ignored = registry.ignored_keys(model, self.shape)
-        if ignored:
-            log.info("model=hmm has no %s: ignored", ", ".join(f"model.{key}" for key in ignored))
-        return super().build_network(model, **inputs)
-
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:  # each process would count only the sentences it was given
             raise ConfigError(f"model=hmm counts in one process, not {self.trainer.world_size}: use hardware=cpu")

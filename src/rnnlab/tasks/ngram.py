@@ -8,7 +8,8 @@ its logits and carries its last n − 2 tokens as its state, so `*/loss`, `*/ppl
 `*/ppl_gap`, `*/bpc` and the token-group metrics mean exactly what they mean for an RNN, on the same tokens.
 
 Settings that size a network (`model.hidden_size`, ... as experiment presets set them for the recurrent models
-they compare) are ignored, so that one sweep runs the n-gram beside them; its own keys are checked as usual.
+they compare) are ignored, and named in the log (rnnlab.tasks.base), so that one sweep runs the n-gram beside them;
+its own keys are checked as usual.
 
 `train/loss` is the n-gram's NLL on the very text it counted: how far below `val/loss` it lies shows how
 much of the training text a high order memorises.
@@ -16,27 +17,16 @@ much of the training text a high order memorises.
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
-from typing import Any
 
 import torch
 
 from rnnlab.errors import ConfigError
-from rnnlab.models import NGramLanguageModel, registry
 from rnnlab.tasks.language_modeling import LanguageModelingTask
-
-log = logging.getLogger(__name__)
 
 
 class NGramTask(LanguageModelingTask):
-    def build_network(self, model: dict[str, Any], **inputs: Any) -> NGramLanguageModel:
-        ignored = registry.ignored_keys(model, self.shape)
-        if ignored:
-            log.info("model=ngram has no %s: ignored", ", ".join(f"model.{key}" for key in ignored))
-        return super().build_network(model, **inputs)
-
     def setup(self, stage: str) -> None:
         if self.trainer.world_size > 1:  # each process would count only the windows it was given
             raise ConfigError(f"model=ngram counts in one process, not {self.trainer.world_size}: use hardware=cpu")

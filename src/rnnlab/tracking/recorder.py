@@ -60,8 +60,10 @@ class RunRecorder(L.Callback):
         resume.record(self.output_dir, self.cfg, mlflow_logger, self.store)  # run.json: how resume= finds the run
 
     # --- after testing --------------------------------------------------------------------------
-    def finish(self, trainer: L.Trainer, metrics: dict[str, float], fit_seconds: float) -> None:
-        """metrics.json, run.json finished, the loss curve, their artifacts, fit_seconds and the console table."""
+    def finish(self, trainer: L.Trainer, metrics: dict[str, float], fit_seconds: float,
+               fit_cpu_seconds: float | None = None) -> None:
+        """metrics.json, run.json finished, the loss curve, their artifacts, fit_seconds (wall) and
+        fit_cpu_seconds (this process's CPU time) and the console table."""
         if not trainer.is_global_zero:
             return
         cfg, output_dir, mlflow_logger = self.cfg, self.output_dir, self.mlflow_logger(trainer)
@@ -72,6 +74,8 @@ class RunRecorder(L.Callback):
         if mlflow_logger is not None:
             log_files([mlflow_logger], [output_dir / "metrics.json", *([plot] if plot else [])])
             mlflow_logger.experiment.log_metric(mlflow_logger.run_id, "fit_seconds", fit_seconds)
+            if fit_cpu_seconds is not None:
+                mlflow_logger.experiment.log_metric(mlflow_logger.run_id, "fit_cpu_seconds", fit_cpu_seconds)
         report(metrics, mlflow_logger, output_dir, cfg)
 
 

@@ -10,7 +10,10 @@
   params (model.cell, optimizer.lr, ...);
 - the numbers: each run's last logged value of a metric (val/* = the last validation; test/* is
   already the best checkpoint's), as mean and sample standard deviation (n − 1) over the
-  configuration's FINISHED runs. Runs in any other state are counted and listed, never averaged.
+  configuration's FINISHED runs. Runs in any other state are counted and listed, never averaged;
+- references: where generated data knows how well one can do, the task logs it beside a metric
+  (`val/acc_optimal`, `val/acc_bow_optimal` beside `val/acc`); when every run that logged one agrees
+  on it, it is drawn as a dashed line on that metric's bars and curves and said under the table.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ PARENT_TAG = "mlflow.parentRunId"
 START_ORDER = ["attributes.start_time ASC"]  # rows and curves in the order the runs were made
 ARTIFACT_PATH = "report"      # where the files go in a sweep's parent run
 SHARED_ONLY = "(shared overrides only)"
+REFERENCES = {"_optimal": "Bayes-optimal", "_bow_optimal": "best bag of words"}  # suffix → what the line is
+REFERENCE_STYLES = ("--", ":")
 UNSET = "(default)"           # a group-by key a run neither overrode nor recorded
 
 
@@ -72,6 +77,7 @@ def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | s
     metrics = [m for m in choose_metrics(runs, metrics) if m != WALL_TIME]  # a column of every report anyway
     table = summarize(runs, labels, metrics)
     histories = curves(client, runs, labels, metrics)
+    lines = references(runs, metrics)
 
     out_dir = Path(out_dir) if out_dir else project_root() / "logs" / "reports" / re.sub(r"[^\w.-]+", "_", target)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,13 +87,13 @@ def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | s
                                          ("comparison.md", "comparison.csv", "curves.csv", "final_metrics.png"))
     table.to_csv(table_csv)
     histories.to_csv(curves_csv, index=False)
-    plot_finals(table, metrics, bars)
+    plot_finals(table, metrics, bars, lines)
     curve_plots = []
     for metric in histories["metric"].unique():  # the metrics logged per epoch
         curve_plots.append(out_dir / f"curves_{_file_name(metric)}.png")
-        plot_curves(histories[histories["metric"] == metric], metric, curve_plots[-1])
+        plot_curves(histories[histories["metric"] == metric], metric, curve_plots[-1], lines.get(metric, {}))
     markdown = to_markdown(selection, table, metrics, shared_overrides(runs) if not group_by else [],
-                           images=[bars, *curve_plots], tracking_uri=tracking_uri)
+                           images=[bars, *curve_plots], tracking_uri=tracking_uri, references=lines)
     page.write_text(markdown)
     files = [page, table_csv, curves_csv, bars, *curve_plots]
     if selection.parent is not None:
@@ -198,6 +204,19 @@ def choose_metrics(runs: Sequence[Any], asked: Sequence[str] = ()) -> list[str]:
 
 # --- numbers -------------------------------------------------------------------------------------
 
+def references(runs: Sequence[Any], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    """metric → {what the line is: value} for each reference (REFERENCES) that every finished run logging
+    it agrees on (to 1e-9); a reference that differs between runs (other data) is no single line."""
+    found: dict[str, dict[str, float]] = {}
+    for metric in metrics:
+        for suffix, name in REFERENCES.items():
+            values = {run.data.metrics[metric + suffix] for run in runs
+                      if run.info.status == "FINISHED" and metric + suffix in run.data.metrics}
+            if values and max(values) - min(values) <= 1e-9:
+                found.setdefault(metric, {})[f"{name} ({metric + suffix})"] = min(values)
+    return found
+
+
 def summarize(runs: Sequence[Any], labels: dict[str, str], metrics: Sequence[str]) -> pd.DataFrame:
     """Per configuration: finished and other runs, then mean, sample std and count of each metric and
     of the fit time, over the finished runs."""
@@ -251,7 +270,8 @@ def _epochs(client: Any, run_id: str) -> Callable[[int], int] | None:
 # --- output --------------------------------------------------------------------------------------
 
 def to_markdown(selection: Selection, table: pd.DataFrame, metrics: Sequence[str], shared: Sequence[str],
-                images: Sequence[Path], tracking_uri: str) -> str:
+                images: Sequence[Path], tracking_uri: str, references: dict[str, dict[str, float]] | None = None
+                ) -> str:
     runs = selection.runs
     finished = sum(run.info.status == "FINISHED" for run in runs)
     rows = []
@@ -271,6 +291,10 @@ def to_markdown(selection: Selection, table: pd.DataFrame, metrics: Sequence[str
         lines += [f"Every run: `{' '.join(shared)}`", ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    drawn = [f"{name} = {value:.4g}" for lines_of_metric in (references or {}).values()
+             for name, value in lines_of_metric.items()]
+    if drawn:
+        lines += ["", f"Reference lines (dashed in the plots), from the data: {'; '.join(drawn)}."]
     others = [run for run in runs if run.info.status != "FINISHED"]
     if others:
         lines += ["", "Not finished (not averaged):"]
@@ -293,8 +317,8 @@ def mean_std(mean: float, std: float) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
-def plot_curves(frame: pd.DataFrame, metric: str, path: Path) -> None:
-    """One line per configuration (mean over seeds) in a band of ± one sample std."""
+def plot_curves(frame: pd.DataFrame, metric: str, path: Path, references: dict[str, float] | None = None) -> None:
+    """One line per configuration (mean over seeds) in a band of ± one sample std; references dashed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for label, group in frame.groupby("configuration", observed=True):
@@ -302,6 +326,8 @@ def plot_curves(frame: pd.DataFrame, metric: str, path: Path) -> None:
         spread = group["std"].fillna(0)
         ax.fill_between(group["epoch"], group["mean"] - spread, group["mean"] + spread, color=line.get_color(),
                         alpha=0.2, linewidth=0)
+    for (name, value), style in zip((references or {}).items(), REFERENCE_STYLES):
+        ax.axhline(value, color="black", linestyle=style, linewidth=1, label=name)
     ax.set(xlabel="epoch", ylabel=metric, title=f"{metric}: mean ± std over seeds")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
@@ -311,9 +337,11 @@ def plot_curves(frame: pd.DataFrame, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_finals(table: pd.DataFrame, metrics: Sequence[str], path: Path) -> None:
-    """One panel per metric, one bar per configuration, error bars ± one sample std. Each axis spans the
-    error bars, not 0: configurations differ in the second or third digit of a loss or perplexity."""
+def plot_finals(table: pd.DataFrame, metrics: Sequence[str], path: Path,
+                references: dict[str, dict[str, float]] | None = None) -> None:
+    """One panel per metric, one bar per configuration, error bars ± one sample std, a metric's references
+    as dashed lines. Each axis spans the error bars (and the lines), not 0: configurations differ in the
+    second or third digit of a loss or perplexity."""
     plt = _pyplot()
     rows = range(len(table))
     labels = [_wrap(label) for label in table.index]
@@ -323,7 +351,12 @@ def plot_finals(table: pd.DataFrame, metrics: Sequence[str], path: Path) -> None
     for ax, metric in zip(axes[0], metrics):
         mean, std = table[f"{metric} mean"], table[f"{metric} std"].fillna(0)
         ax.barh(rows, mean, xerr=std, capsize=3, color="tab:blue", alpha=0.8)
-        low, high = (mean - std).min(), (mean + std).max()
+        lines = (references or {}).get(metric, {})
+        for (name, value), style in zip(lines.items(), REFERENCE_STYLES):
+            ax.axvline(value, color="black", linestyle=style, linewidth=1, label=name)
+        low, high = min([(mean - std).min(), *lines.values()]), max([(mean + std).max(), *lines.values()])
+        if lines:
+            ax.legend(fontsize="x-small", loc="lower right")
         if math.isfinite(low) and math.isfinite(high):
             margin = 0.15 * (high - low) or 0.05 * abs(high) or 1
             ax.set_xlim(low - margin, high + margin)

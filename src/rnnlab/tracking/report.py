@@ -12,8 +12,9 @@
   already the best checkpoint's), as mean and sample standard deviation (n − 1) over the
   configuration's FINISHED runs. Runs in any other state are counted and listed, never averaged;
 - references: where generated data knows how well one can do, the task logs it beside a metric
-  (`val/acc_optimal`, `val/acc_bow_optimal` beside `val/acc`); when every run that logged one agrees
-  on it, it is drawn as a dashed line on that metric's bars and curves and said under the table.
+  (`val/acc_optimal`, `val/acc_bow_optimal` or `val/acc_left_to_right_optimal` beside `val/acc`); when every run
+  that logged one agrees on it, it is drawn as a dashed line on that metric's bars and curves and said under the
+  table.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ PARENT_TAG = "mlflow.parentRunId"
 START_ORDER = ["attributes.start_time ASC"]  # rows and curves in the order the runs were made
 ARTIFACT_PATH = "report"      # where the files go in a sweep's parent run
 SHARED_ONLY = "(shared overrides only)"
-REFERENCES = {"_optimal": "Bayes-optimal", "_bow_optimal": "best bag of words"}  # suffix → what the line is
-REFERENCE_STYLES = ("--", ":")
+REFERENCES = {"_optimal": "Bayes-optimal", "_bow_optimal": "best bag of words",  # suffix → what the line is
+              "_left_to_right_optimal": "best left-to-right"}
+REFERENCE_STYLES = ("--", ":", "-.")
 UNSET = "(default)"           # a group-by key a run neither overrode nor recorded
 
 

@@ -18,6 +18,7 @@ TASKS = {
     "lm": "rnnlab.tasks.language_modeling.LanguageModelingTask",
     "translation": "rnnlab.tasks.translation.TranslationTask",
     "classification": "rnnlab.tasks.classification.ClassificationTask",
+    "captioning": "rnnlab.tasks.captioning.CaptioningTask",
 }
 
 __all__ = ["TASKS", "LanguageModelingTask", "Task", "load", "task_of"]

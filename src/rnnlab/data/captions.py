@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from rnnlab.data.batching import LengthBucketedData, pad_sequences
 from rnnlab.data.download import DataError
 from rnnlab.data.subwords import BOS_ID, EOS_ID, PAD_ID, Subwords, SubwordSettings
-from rnnlab.errors import ConfigError, refuse_unknown_data_options
+from rnnlab.errors import ConfigError, check_integer, refuse_unknown_data_options
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class ImageSettings:
     resize: str = "stretch"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 8:
-            raise ConfigError(f"data.image_size={self.size!r} is invalid: must be an integer ≥ 8 (pixels per side)")
+        check_integer("data.image_size", self.size, least=8)
         for key, values in (("mean", self.mean), ("std", self.std)):
             if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 raise ConfigError(f"data.{key}={list(values)} is invalid: give three numbers, one per channel (RGB)")
@@ -170,15 +169,11 @@ class CaptionDataModule(LengthBucketedData, L.LightningDataModule):
                  **unknown: object):
         super().__init__()
         refuse_unknown_data_options(self, CaptionDataModule, unknown)
-        for key, value, optional in (("batch_size", batch_size, False), ("eval_batch_size", eval_batch_size, False),
-                                     ("max_length", max_length, False),
-                                     ("max_eval_images", max_eval_images, True)):
-            if not (optional and value is None) and (not isinstance(value, int) or isinstance(value, bool)
-                                                     or value < 1):
-                raise ConfigError(f"data.{key}={value!r} is invalid: must be a positive integer"
-                                  + (" or null" if optional else ""))
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"data.seed={seed!r} is invalid: must be a non-negative integer")
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                           ("max_length", max_length)):
+            check_integer(f"data.{key}", value)
+        check_integer("data.max_eval_images", max_eval_images, optional=True)
+        check_integer("data.seed", seed, least=0)
         if not isinstance(lowercase, bool):
             raise ConfigError(f"data.lowercase={lowercase!r} is invalid: must be true or false")
         self.image_settings = ImageSettings(image_size, tuple(mean), tuple(std), resize)

@@ -32,7 +32,7 @@ Held-out combinations (`unseen`, e.g. "red triangle"): no scene of train, val or
 colour and shape; the extra split `test_unseen` has `unseen_images` scenes, each with at least one. Test scores
 both (test/..., test_unseen/...): does the model compose a colour and a shape it never saw together?
 
-Generated in memory, deterministic by `seed` (one random stream per split); 5000 scenes take about a second.
+Generated in memory, deterministic by `seed` (one random stream per split): the default 6500 scenes in about 2 s.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from rnnlab.data.captions import CaptionDataModule, CaptionedImages
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, check_integer
 
 SIZES = ("small", "large")
 COLOURS = {"red": (220, 50, 50), "green": (60, 180, 75), "blue": (60, 100, 235), "yellow": (235, 215, 50),
@@ -290,8 +290,7 @@ class SyntheticScenesDataModule(CaptionDataModule):
         for key, value, least in (("train_images", train_images, 1), ("val_images", val_images, 1),
                                   ("test_images", test_images, 1), ("unseen_images", unseen_images, 0),
                                   ("captions_per_image", captions_per_image, 1)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ConfigError(f"data.{key}={value!r} is invalid: must be an integer ≥ {least}")
+            check_integer(f"data.{key}", value, least)
         if not (isinstance(min_objects, int) and isinstance(max_objects, int)
                 and MIN_OBJECTS <= min_objects <= max_objects <= MAX_OBJECTS):
             raise ConfigError(f"data.min_objects={min_objects}, data.max_objects={max_objects} are invalid: need "

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, check_integer
 from rnnlab.models.seq2seq import DecoderState, Seq2Seq, Seq2SeqOutput
 from rnnlab.nn.attention import Memory
 
@@ -131,8 +131,7 @@ def _check_encoder(encoder: str, layers: int, channels: int, weights: str | None
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder={encoder!r} is invalid: choose one of {', '.join(ENCODERS)}")
     for key, value in (("encoder_layers", layers), ("encoder_channels", channels)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"model.{key}={value!r} is invalid: must be a positive integer")
+        check_integer(f"model.{key}", value)
     if weights is not None:
         raise ConfigError(f"model.encoder_weights={weights}: pretrained encoders (a torchvision weights file) are not "
                           f"built yet; the CNN trains from scratch: set model.encoder_weights=null")

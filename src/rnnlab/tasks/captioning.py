@@ -45,7 +45,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from rnnlab import decoding, distributed
 from rnnlab.data.captions import ImageSettings
 from rnnlab.data.subwords import Subwords
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, check_integer
 from rnnlab.tasks.base import Task
 from rnnlab.tasks.translation import DECODING_KEYS, check_decoding, decoder_name
 from rnnlab.tracking.artifacts import write_text
@@ -87,8 +87,7 @@ class CaptioningTask(Task):
         check_decoding(dict(decode=decode, beam_size=beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
                             max_len_b=max_len_b, temperature=temperature, top_k=top_k, top_p=top_p))
         for key, value in (("num_samples", num_samples), ("num_attention_images", num_attention_images)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
+            check_integer(f"task.{key}", value, least=0)
         self.save_hyperparameters(logger=False)
         self.model = self.build_network(model, vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id,
                                         image_size=image_size)

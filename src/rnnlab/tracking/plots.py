@@ -8,15 +8,30 @@ from pathlib import Path
 import torch
 
 
-def attention_heatmap(attention: torch.Tensor, source_tokens: Sequence[str], target_tokens: Sequence[str], path: Path,
-                   title: str) -> Path:
-    """Heatmap of attention weights a_t(s), one row per output token, one column per source token (eos included),
-    saved as a PNG at path (translation: attention/<split>_epoch_<e>_sentence_<i>.png)."""
+def pyplot():
+    """matplotlib.pyplot, drawing off-screen (Agg: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def saved(fig, path: Path) -> Path:
+    """A finished figure as a PNG at path (its folders made), then closed; the path, to log as an artifact."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+    return path
+
+
+def attention_heatmap(attention: torch.Tensor, source_tokens: Sequence[str], target_tokens: Sequence[str], path: Path,
+                   title: str) -> Path:
+    """Heatmap of attention weights a_t(s), one row per output token, one column per source token (eos included),
+    saved as a PNG at path (translation: attention/<split>_epoch_<e>_sentence_<i>.png)."""
+    plt = pyplot()
     rows, columns = max(len(target_tokens), 1), len(source_tokens)
     fig, ax = plt.subplots(figsize=(1.5 + 0.32 * columns, 1.2 + 0.32 * rows))
     image = ax.imshow(attention.numpy() if len(target_tokens) else torch.zeros(1, columns).numpy(),
@@ -25,11 +40,7 @@ def attention_heatmap(attention: torch.Tensor, source_tokens: Sequence[str], tar
     ax.set_yticks(range(len(target_tokens)), target_tokens, fontsize=8)
     ax.set(xlabel="source", ylabel="hypothesis", title=title)
     fig.colorbar(image, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)
 
 
 def shaded_words(title: str, rows: Sequence[tuple[Sequence[str], Sequence[float], str]]) -> str:
@@ -51,11 +62,7 @@ def captioned_images(images: Sequence[torch.Tensor], texts: Sequence[tuple[str, 
                      title: str) -> Path:
     """One row per image (uint8 (3, H, W)): the image, then its heading, its generated caption in bold and its
     references below, as a PNG at path (captioning: captions/<split>_epoch_<e>.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = max(len(images), 1)
     fig, axes = plt.subplots(rows, 2, figsize=(10, 1.9 * rows), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 4]})
@@ -71,11 +78,7 @@ def captioned_images(images: Sequence[torch.Tensor], texts: Sequence[tuple[str, 
     for unused in axes[len(images):].flat:
         unused.set_axis_off()
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)
 
 
 def attention_over_image(image: torch.Tensor, words: Sequence[str], weights: torch.Tensor, path: Path, title: str,
@@ -83,11 +86,7 @@ def attention_over_image(image: torch.Tensor, words: Sequence[str], weights: tor
     """One panel per generated word: the image (uint8 (3, H, W)) under that step's attention weights over the grid of
     regions (weights (T, h, w), bilinearly upsampled to the image), as a PNG at path (captioning:
     attention/<split>_epoch_<e>_image_<i>.png)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = max(len(words), 1)
     rows, columns = -(-panels // columns), min(panels, columns)
     fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows + 0.4), squeeze=False)
@@ -101,8 +100,4 @@ def attention_over_image(image: torch.Tensor, words: Sequence[str], weights: tor
                   extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
         ax.set_title(word, fontsize=10)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return saved(fig, path)

@@ -267,6 +267,29 @@ def test_bad_image_folders_are_one_line_errors_or_counted_skips(tmp_path):
         ImageCaptionsDataModule(images_dir=str(images), captions=str(captions), val_split=str(tmp_path / "split.txt"))
 
 
+# --- the configs ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("model", "attention"), [("rnn", "none"), ("lstm", "bahdanau"), ("gru", "luong_general"),
+                                                  ("leaky_rnn", "luong_concat")])
+def test_task_captioning_composes_with_each_recurrent_model_and_attention(make_cfg, model, attention):
+    cfg = make_cfg("task=captioning", f"model={model}", f"attention={attention}", tiny=False)
+    assert cfg.data._target_.endswith("SyntheticScenesDataModule") and cfg.monitor.metric == "val/bleu"
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    network = registry.build(plain["model"], "captioner", vocab_size=29, pad_id=0, bos_id=1, eos_id=2, image_size=48)
+    assert network.grid == (6, 6) and (network.attention is None) == (attention == "none")
+    with pytest.raises(ConfigError, match="model.skip=2 is not supported"):
+        registry.build({**plain["model"], "skip": 2}, "captioner", vocab_size=29, pad_id=0, bos_id=1, eos_id=2,
+                       image_size=48)
+
+
+def test_data_image_captions_without_its_folder_is_one_line(make_cfg):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("task=captioning", "data=image_captions", tiny=False)
+    with pytest.raises(Exception, match="data.images_dir is not set: give your images' folder") as error:
+        instantiate(cfg.data)
+    assert isinstance(error.value.__cause__ or error.value, ConfigError)
+
+
 # --- train.py, eval.py and caption.py -----------------------------------------------------------------------------
 RUN = ["task=captioning", "model=gru", "attention=bahdanau", "model.embedding_size=16", "model.hidden_size=32",
        "model.num_layers=1", "model.encoder_layers=2", "model.encoder_channels=16", "data.train_images=64",

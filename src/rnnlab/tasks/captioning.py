@@ -247,11 +247,13 @@ class CaptioningTask(Task):
         references, names, images = datamodule.references(split), datamodule.names(split), datamodule.images(split)
         shown = [i for i in self._sample_indices(split) if i in captions]
         title = f"{split}, epoch {self.current_epoch}, step {self.global_step}, {decoder_name(self.hparams)}"
-        files = [(captioned_images([images[i] for i in shown],
-                                   [(f"{i}: {names[i]}", captions[i], references[i]) for i in shown],
-                                   directory / "captions" / f"{name}.png", title), "captions"),
-                 (write_text(directory / "captions" / f"{name}.md",
-                             caption_table(title, shown, names, references, captions)), "captions")]
+        files = []
+        if shown:
+            files += [(captioned_images([images[i] for i in shown],
+                                        [(f"{i}: {names[i]}", captions[i], references[i]) for i in shown],
+                                        directory / "captions" / f"{name}.png", title), "captions"),
+                      (write_text(directory / "captions" / f"{name}.md",
+                                  caption_table(title, shown, names, references, captions)), "captions")]
         if not fitting:  # a final score (test, eval.py): every caption, in the split's order
             text = "".join(f"{names[i]}\t{captions[i]}\n" for i in sorted(captions))
             files.append((write_text(directory / "captions" / f"{split}_captions.tsv", text), "captions"))

@@ -114,6 +114,7 @@ class CaptioningTask(Task):
         return decoder_name(self.hparams)
 
     # --- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
     def decode(self, images: torch.Tensor, return_attention: bool = False) -> decoding.Hypotheses:
         """Captions (token ids) of normalised images (B, 3, S, S) by the configured decoder (eval mode)."""
         return self._decode_regions(self.model.regions(images), return_attention)

@@ -1,6 +1,6 @@
 """What the root scripts share: a user's mistake is one line on stderr and exit status 2, never a traceback, and a
-device that is not there is such a mistake; the prediction scripts (translate.py, classify.py) also read their
-texts and load their checkpoint's task alike."""
+device that is not there is such a mistake; the prediction scripts (translate.py, classify.py, caption.py) also read
+their inputs and load their checkpoint's task alike."""
 
 from __future__ import annotations
 
@@ -58,10 +58,42 @@ def read_lines(text: str | None, input: str | None, example: str) -> list[str]:
 def prediction_texts(cfg: Any, example: str) -> list[str]:
     """A prediction script's texts (text=, input= or stdin), once its device= and batch_size= are checked."""
     texts = read_lines(cfg.text, cfg.input, example)
+    check_prediction_settings(cfg)
+    return texts
+
+
+def prediction_images(cfg: Any) -> list[Path]:
+    """caption.py's image files: image=, or input= a folder (its image files, sorted) or a file listing their paths one
+    per line; once device= and batch_size= are checked."""
+    if (cfg.image is None) == (cfg.input is None):
+        raise ConfigError("give image=<an image file> or input=<a folder of images, or a file of their paths>"
+                          + (", not both" if cfg.image is not None else ""))
+    given = Path(str(cfg.image if cfg.image is not None else cfg.input)).expanduser()
+    if cfg.image is not None and not given.is_file():
+        raise ConfigError(f"image={cfg.image}: no such file")
+    if cfg.image is not None or given.is_file() and given.suffix.lower() in IMAGE_SUFFIXES:
+        paths = [given]
+    elif given.is_dir():
+        paths = sorted(path for path in given.rglob("*") if path.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ConfigError(f"input={cfg.input} holds no image file ({', '.join(IMAGE_SUFFIXES)})")
+    elif given.is_file():
+        paths = [Path(line.strip()).expanduser() for line in given.read_text(encoding="utf-8").splitlines()
+                 if line.strip()]
+    else:
+        raise ConfigError(f"input={cfg.input}: no such folder or file")
+    check_prediction_settings(cfg)
+    return paths
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def check_prediction_settings(cfg: Any) -> None:
+    """device= and batch_size= of a prediction script."""
     check_device(cfg.device)
     if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool) or cfg.batch_size < 1:
         raise ConfigError(f"batch_size={cfg.batch_size} is invalid: must be a positive integer")
-    return texts
 
 
 def load_task(task_class: Any, cfg: Any, **settings: Any) -> Any:

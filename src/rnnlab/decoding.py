@@ -85,6 +85,21 @@ def sample(model, src: torch.Tensor, src_lengths: torch.Tensor, max_len: MaxLen 
     return _left_to_right(model, src, src_lengths, max_len, choose, return_attention)
 
 
+def decode(model, src: torch.Tensor, src_lengths: torch.Tensor, settings, return_attention: bool = False
+           ) -> Hypotheses:
+    """Hypotheses by the decoder that `settings` names (a task's keys: decode = greedy | sample | beam, with
+    max_len_a, max_len_b, temperature, top_k, top_p, beam_size, length_penalty). Sampling draws from torch's
+    global generator: seed it for reproducible samples."""
+    max_len = (settings["max_len_a"], settings["max_len_b"])
+    if settings["decode"] == "greedy":
+        return greedy(model, src, src_lengths, max_len, return_attention)
+    if settings["decode"] == "sample":
+        return sample(model, src, src_lengths, max_len, settings["temperature"], settings["top_k"],
+                      settings["top_p"], return_attention=return_attention)
+    return beam_search(model, src, src_lengths, settings["beam_size"], settings["length_penalty"], max_len,
+                       return_attention)
+
+
 def _log_probs(model, logits: torch.Tensor) -> torch.Tensor:
     """log p(y_t | ·) (N, V) with bos and pad impossible: they are never outputs."""
     logits = logits.clone()

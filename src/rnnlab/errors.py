@@ -34,6 +34,16 @@ def check_options(target: Callable, options: Iterable[str], group: str, ignore: 
             raise ConfigError(f"{group}.{key} is not an option here; valid: {', '.join(valid)}")
 
 
+def check_integer(key: str, value: Any, least: int = 1, optional: bool = False) -> None:
+    """A one-line ConfigError unless `value` is an integer ≥ least (or, if optional, None), e.g. `data.batch_size=0 is
+    invalid: must be a positive integer`."""
+    if optional and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        wanted = "a positive integer" if least == 1 else f"an integer ≥ {least}"
+        raise ConfigError(f"{key}={value!r} is invalid: must be {wanted}" + (" or null" if optional else ""))
+
+
 def refuse_unknown_data_options(data: Any, base: type, unknown: dict) -> None:
     """A data module that passes its base's options through **options: a key neither the module nor its base takes
     is a one-line ConfigError listing both's keys (data.<key> is not an option of data=<option>; valid: ...)."""

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from rnnlab.data.batching import LengthBucketedData, collate_padded
 from rnnlab.data.download import DataError
 from rnnlab.data.text import TextTokenizer, build_tokenizer, from_state
-from rnnlab.errors import ConfigError, refuse_unknown_data_options
+from rnnlab.errors import ConfigError, check_integer, refuse_unknown_data_options
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +87,7 @@ class ClassificationDataModule(LengthBucketedData, L.LightningDataModule):
         for key, value, optional in (("batch_size", batch_size, False), ("eval_batch_size", eval_batch_size, False),
                                      ("max_tokens", max_tokens, True), ("min_frequency", min_frequency, False),
                                      ("max_vocab_size", max_vocab_size, True)):
-            if not (optional and value is None) and (not isinstance(value, int) or isinstance(value, bool)
-                                                     or value < 1):
-                raise ConfigError(f"data.{key}={value!r} is invalid: must be a positive integer"
-                                  + (" or null" if optional else ""))
+            check_integer(f"data.{key}", value, optional=optional)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ConfigError(f"data.seed={seed!r} is invalid: must be a non-negative integer")
         self.batch_size, self.eval_batch_size, self.max_tokens = batch_size, eval_batch_size, max_tokens

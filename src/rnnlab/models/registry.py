@@ -8,6 +8,8 @@ Shapes are what a task needs of a network:
     seq2seq     src, src_lengths, tgt_in → logits, attention; decoding   task=translation
     classifier  tokens (B, T), lengths (B,) → logits (B, C)              task=classification
     tagger      tokens (B, T), lengths (B,) → logits (B, T, K)           task=tagging
+    captioner   images, tgt_in, caption_image → logits, attention;      task=captioning
+                decoding: regions(images), then seq2seq's encode/step over them
 
 A family that is not trained by gradient steps (the counted n-gram) says so (`trains=False`) and names the
 task that fits it instead (`task=`, a subclass of the shape's own task). Adding a family or a shape is one entry
@@ -42,6 +44,7 @@ FAMILIES: dict[str, dict[str, Network]] = {
         "seq2seq": Network("rnnlab.models.seq2seq.Seq2Seq"),
         "classifier": Network("rnnlab.models.classifier.RNNClassifier"),
         "tagger": Network("rnnlab.models.tagger.RNNTagger"),
+        "captioner": Network("rnnlab.models.captioner.Captioner"),
     },
     "ngram": {
         # presets size the recurrent models they compare (model.hidden_size, ...): nothing to size here
@@ -78,7 +81,7 @@ def network(model: Any, shape: str) -> Network:
     shapes = FAMILIES[name]
     if shape not in shapes:
         tasks = {"lm": "task=lm", "seq2seq": "task=translation", "classifier": "task=classification",
-                 "tagger": "task=tagging"}
+                 "tagger": "task=tagging", "captioner": "task=captioning"}
         fits = ", ".join(tasks.get(s, s) for s in shapes)
         raise ConfigError(f"model={name} has no {shape} network: it fits {fits}")
     return shapes[shape]

@@ -19,6 +19,7 @@ TASKS = {
     "translation": "rnnlab.tasks.translation.TranslationTask",
     "classification": "rnnlab.tasks.classification.ClassificationTask",
     "tagging": "rnnlab.tasks.tagging.TaggingTask",
+    "captioning": "rnnlab.tasks.captioning.CaptioningTask",
 }
 
 __all__ = ["TASKS", "LanguageModelingTask", "Task", "load", "task_of"]

@@ -201,15 +201,7 @@ class TranslationTask(Task):
     def decode(self, src: torch.Tensor, src_lengths: torch.Tensor, return_attention: bool = False
                ) -> decoding.Hypotheses:
         """Hypotheses for a batch with the configured decoder (the model must be in eval mode)."""
-        settings = self.hparams
-        max_len = (settings.max_len_a, settings.max_len_b)
-        if settings.decode == "greedy":
-            return decoding.greedy(self.model, src, src_lengths, max_len, return_attention)
-        if settings.decode == "sample":  # torch's global generator: seed it for reproducible samples
-            return decoding.sample(self.model, src, src_lengths, max_len, settings.temperature, settings.top_k,
-                                   settings.top_p, return_attention=return_attention)
-        return decoding.beam_search(self.model, src, src_lengths, settings.beam_size, settings.length_penalty,
-                                    max_len, return_attention)
+        return decoding.decode(self.model, src, src_lengths, self.hparams, return_attention)
 
     @torch.no_grad()
     def translate(self, texts: Sequence[str], batch_size: int = 64) -> list[str]:

@@ -25,6 +25,7 @@ turns dict examples into a batch dict, padding the fields it is told to and stac
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,8 @@ from torch.utils.data import BatchSampler, RandomSampler, Sampler, SequentialSam
 
 from rnnlab.data.resumable import ResumableLoader, ResumableTrainData
 from rnnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import lightning.pytorch as L
@@ -213,9 +216,24 @@ class LengthBucketedData(ResumableTrainData):
     reshuffled length buckets, continued mid-epoch after a resume; evaluation batches longest first; each DDP
     process its share. The module has batch_size, max_tokens, eval_batch_size and seed, and gives
     `bucket_dataset(split)`, `bucket_lengths(split)` (the length that sizes each example's padded batch) and
-    `collate`; `noun` names its examples in messages."""
+    `collate`; `noun` names its examples in messages. By default a split's dataset is `self._datasets[split]`
+    and its lengths that dataset's `lengths()`."""
 
     noun = "examples"
+
+    def bucket_dataset(self, split: str):
+        return self._datasets[split]
+
+    def bucket_lengths(self, split: str) -> np.ndarray:
+        return self._datasets[split].lengths()
+
+    def splits_with_test(self) -> dict:
+        """`load_splits()`, the validation split standing in for a test split the data does not have."""
+        splits = self.load_splits()
+        if splits.get("test") is None:
+            log.info("data=%s has no test split: the test split is the validation split", self.option)
+            splits["test"] = splits["val"]
+        return splits
 
     def train_dataloader(self) -> ResumableLoader:
         batches = LengthBucketSampler.for_training(self.bucket_lengths("train"), self.batch_size,

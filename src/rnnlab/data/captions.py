@@ -205,10 +205,7 @@ class CaptionDataModule(LengthBucketedData, L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:  # train.py and Trainer.fit both call it
             return
-        splits = self.load_splits()
-        if splits.get("test") is None:
-            log.info("data=%s has no test split: the test split is the validation split", self.option)
-            splits["test"] = splits["val"]
+        splits = self.splits_with_test()
         for split, images in splits.items():
             if split != "train" and self.max_eval_images is not None:
                 images = images.subset(range(min(self.max_eval_images, len(images))))
@@ -258,12 +255,6 @@ class CaptionDataModule(LengthBucketedData, L.LightningDataModule):
     # the loaders (data/batching.py); every extra split is a test dataloader of its own
     def collate(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         return collate_captions(examples, self.image_settings)
-
-    def bucket_dataset(self, split: str) -> CaptionDataset:
-        return self._datasets[split]
-
-    def bucket_lengths(self, split: str) -> np.ndarray:
-        return self._datasets[split].lengths()
 
     def test_dataloader(self):
         loaders = [self._eval_loader(split) for split in self.test_splits]

@@ -167,10 +167,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._datasets:  # train.py and Trainer.fit both call it
             return
-        splits = self.load_splits()
-        if splits.get("test") is None:
-            log.info("data=%s has no test split: the test split is the validation split", self.option)
-            splits["test"] = splits["val"]
+        splits = self.splits_with_test()
         self._raw = {split: self._kept(split, self._normalised(splits[split])) for split in SPLITS}
         train = self._raw["train"]
         if not train.words:
@@ -214,12 +211,6 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     # the loaders (data/batching.py)
     noun = "sentences"
     collate = staticmethod(collate_tagged)
-
-    def bucket_dataset(self, split: str) -> TaggedDataset:
-        return self._datasets[split]
-
-    def bucket_lengths(self, split: str) -> np.ndarray:
-        return self._datasets[split].lengths()
 
     # --- what the task asks --------------------------------------------------------------------------
     @property

@@ -41,21 +41,26 @@ sst2_a() { grid sst2 rnn,lstm $SST2; }
 sst2_b() { grid sst2 gru $SST2; bows sst2 $SST2; }
 lane1() { synthetic; snips; sst2_a; }
 lane2() { targets; sst2_b; }
-target() {  # $1: the recipe (conf/experiment/), $2: its data folder
-  $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=classification-targets $QUIET
+target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overrides
+  $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=classification-targets "${@:3}" \
+    $QUIET
 }
-targets() { target snips_intents snips; target sst2_best sst; target sst5_best sst; }
+targets() {
+  target snips_intents snips; target sst2_best sst; target sst5_best sst
+  target sst2_best sst model=bow   # the bag of words on the same phrases, beside the recipe
+}
 report() {
   local metrics=val/acc,val/macro_f1,test/acc
   for name in synthetic snips sst2; do
     $PY report.py classification-$name --out $HERE/results/$name --metrics $metrics
   done
-  $PY report.py classification-targets --out $HERE/results/targets --group-by experiment,data --metrics $metrics
+  $PY report.py classification-targets --out $HERE/results/targets --group-by experiment,data,model \
+    --metrics $metrics,fit_cpu_seconds
 }
 
 case "${1:-all}" in
   lane1|lane2|synthetic|synthetic_bows|snips|sst2_a|sst2_b|targets|report) "$1" ;;
-  target) target "$2" "$3" ;;
+  target) shift; target "$@" ;;
   all)
     $PY -c "from rnnlab.tracking import mlflow_store as s; s.ensure_store(s.default_tracking_uri())"  # before jobs
     started=$(date +%s)

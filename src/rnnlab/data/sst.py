@@ -146,9 +146,10 @@ class _SSTDataModule(ClassificationDataModule):
     classes_in_order: tuple[str, ...] = ()
     class_of_root: dict[int, str | None] = {}
 
-    def __init__(self, root: str = "data/sst", **options: object):
+    def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
         super().__init__(**options)
         self.root = Path(root).expanduser()
+        self.phrases = phrases  # train on labelled phrases instead of whole sentences (each subclass: which)
         self.dropped: dict[str, int] = {}
 
     def label_names(self, train_labels: Sequence[str]) -> list[str]:
@@ -180,6 +181,11 @@ class _SSTDataModule(ClassificationDataModule):
         paths = self.tree_paths(TREE_FILES)
         return {split: None if path is None else self.sentences(split, path) for split, path in paths.items()}
 
+    def evaluated(self, paths: dict[str, Path | None], form: Callable[[str], str] = str) -> dict[str, Labelled | None]:
+        """The dev and test sentences (test None when absent), in `form`."""
+        return {split: None if paths[split] is None else self.sentences(split, paths[split], form)
+                for split in ("val", "test")}
+
     def phrases_of(self, path: Path) -> Labelled:
         """Every distinct phrase (subtree) of the trees with its class, in first-seen order; the treebank labels a
         phrase once (its dictionary), so repeats agree — a disagreement is counted and the first label kept."""
@@ -207,15 +213,11 @@ class SST5DataModule(_SSTDataModule):
     classes_in_order = SST5_CLASSES
     class_of_root = SST5_OF_ROOT
 
-    def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
-        super().__init__(root, **options)
-        self.phrases = phrases
-
     def load_splits(self) -> dict[str, Labelled | None]:
-        splits = super().load_splits()
-        if self.phrases:
-            splits["train"] = self.phrases_of(self.tree_paths(TREE_FILES)["train"])
-        return splits
+        if not self.phrases:
+            return super().load_splits()
+        paths = self.tree_paths(TREE_FILES)  # the training trees read once, as phrases
+        return {"train": self.phrases_of(paths["train"]), **self.evaluated(paths)}
 
 
 class SST2DataModule(_SSTDataModule):
@@ -224,10 +226,6 @@ class SST2DataModule(_SSTDataModule):
     option = "sst2"
     classes_in_order = SST2_CLASSES
     class_of_root = SST2_OF_ROOT
-
-    def __init__(self, root: str = "data/sst", phrases: bool = False, **options: object):
-        super().__init__(root, **options)
-        self.phrases = phrases
 
     def load_splits(self) -> dict[str, Labelled | None]:
         if not self.phrases:
@@ -242,6 +240,4 @@ class SST2DataModule(_SSTDataModule):
             raise DataError(f"{paths['phrases']}: the label {unknown[0]!r} is not GLUE SST-2's 0 or 1; restore the "
                             f"file from {GLUE_SOURCE}")
         train = Labelled(phrases.texts, [SST2_OF_GLUE[label] for label in phrases.labels])
-        evaluated = {split: None if paths[split] is None else self.sentences(split, paths[split], glue_form)
-                     for split in ("val", "test")}
-        return {"train": train, **evaluated}
+        return {"train": train, **self.evaluated(paths, glue_form)}

@@ -4,6 +4,7 @@ images with its bad inputs, and a tiny run through train.py, eval.py and caption
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -29,7 +30,8 @@ from rnnlab.data.synthetic_scenes import (
 )
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
-from rnnlab.tasks.captioning import CaptioningTask, bleu_scores
+from rnnlab.tasks.captioning import CaptioningTask, bleu_scores, cider_percent
+from rnnlab.tasks.cider import cider_d_per_image, coco_words
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,6 +125,49 @@ def test_multi_reference_bleu_equals_sacrebleus_with_every_reference_of_an_image
     one_reference = bleu_scores(hypotheses, [refs[:1] for refs in references])[0]["bleu"]
     assert scores["bleu"] > one_reference  # the second references count
     assert bleu_scores([refs[-1] for refs in references], references)[0]["bleu"] == pytest.approx(100)
+
+
+# --- CIDEr-D ------------------------------------------------------------------------------------------------------
+CORPUS_HYPOTHESES = ["a small red circle left of a large blue square", "a cat cat cat cat on a mat", "",
+                     "a dog runs on the grass", "two men play football in a park while people watch",
+                     "there is a large green triangle at the bottom left"]
+CORPUS_REFERENCES = [
+    ["a small red circle left of a large blue square", "a large blue square right of a small red circle"],
+    ["a cat sits on a mat", "a cat on a mat"],
+    ["a red circle in the middle"],
+    ["a brown dog runs on the green grass", "the dog is running", "a dog plays outside on grass", "dog on grass"],
+    ["men playing football in a park"],
+    ["a large green triangle at the bottom left", "there is a large green triangle at the bottom left",
+     "a large green triangle"]]
+# pycocoevalcap 1.2's CiderScorer(n=4, sigma=6.0).compute_score() on this corpus (its cider_scorer.py, run once):
+# per image, and their mean, the corpus score
+PYCOCOEVALCAP_CIDER = [8.01336386082369, 2.83483854202386, 0.0, 2.378880389512096, 3.156127602473907,
+                       7.050047257905177]
+PYCOCOEVALCAP_CORPUS = 3.905542942123122
+
+
+def test_cider_d_equals_pycocoevalcaps_on_a_fixed_corpus():
+    scores = cider_d_per_image(CORPUS_HYPOTHESES, CORPUS_REFERENCES)
+    assert scores == pytest.approx(PYCOCOEVALCAP_CIDER, abs=1e-9)  # clipping of "cat cat cat cat" included
+    assert sum(scores) / len(scores) == pytest.approx(PYCOCOEVALCAP_CORPUS, abs=1e-9)
+    assert cider_percent(scores) == pytest.approx(100 * PYCOCOEVALCAP_CORPUS)
+
+
+def test_cider_d_by_hand_perfect_empty_and_clipped():
+    idf = math.log(2)  # two images; every n-gram is in the references of one of them
+    # image 1, n = 1: g(c) = {a: idf}, g(s) = {a: idf, b: idf}, cosine 1/√2; no bigram in c; length 1 against 2
+    # image 2, c = s: cosine 1 for n = 1, 2, and no 3- or 4-grams
+    assert idf > 0 and cider_d_per_image(["a", "c d"], [["a b"], ["c d"]]) == pytest.approx(
+        [10 * (1 / math.sqrt(2)) * math.exp(-1 / 72) / 4, 10 * 2 / 4])
+    # "x x" against "x y": min(2·idf, idf)·idf / (2·idf · √2·idf) = 1/(2√2) with clipping (1/√2 without)
+    assert cider_d_per_image(["x x", "c d"], [["x y"], ["c d"]])[0] == pytest.approx(10 * (1 / (2 * math.sqrt(2))) / 4)
+    perfect = ["a small red circle sits here", "two large blue squares stand there", "one green triangle lies low"]
+    assert cider_d_per_image(perfect, [[caption] for caption in perfect]) == pytest.approx([10, 10, 10])
+    assert cider_d_per_image(["", *perfect[1:]], [[caption] for caption in perfect])[0] == 0
+    assert cider_d_per_image(perfect[:1], [perfect[:1]]) == [0]  # one image alone: every n-gram in every document
+    assert coco_words("A Dog,  running.") == ["a", "dog", "running"]  # as coco-caption's tokenizer leaves it
+    with pytest.raises(ValueError, match="every image needs at least one reference caption"):
+        cider_d_per_image(["a"], [[]])
 
 
 # --- the captioner ------------------------------------------------------------------------------------------------
@@ -307,10 +352,12 @@ def test_train_py_captions_scenes_and_eval_py_and_caption_py_read_its_checkpoint
     metrics, client, run_id = run["metrics"], run["client"], run["run_id"]
     assert run["cfg"].monitor.metric == "val/bleu" and run["tags"]["task"] == "captioning"
     for split in ("val", "test", "test_unseen"):
-        assert {f"{split}/{name}" for name in ("loss", "ppl", "bleu", "bleu1", "assertion_acc", "object_recall",
-                                               "caption_acc")} <= set(metrics)
+        assert {f"{split}/{name}" for name in ("loss", "ppl", "bleu", "bleu1", "cider", "assertion_acc",
+                                               "object_recall", "caption_acc")} <= set(metrics)
     assert any(key.startswith("test/bleu/objects_") for key in metrics)
-    assert client.get_run(run_id).data.tags["bleu_signature"].startswith("nrefs:")
+    assert any(key.startswith("test/cider/objects_") for key in metrics)
+    tags = client.get_run(run_id).data.tags
+    assert tags["bleu_signature"].startswith("nrefs:") and tags["cider_signature"].startswith("CiderD|n:4|sigma:6|")
     artifacts = {a.path for folder in ("captions", "attention") for a in client.list_artifacts(run_id, folder)}
     assert {"captions/val_epoch_000.png", "captions/val_epoch_000.md", "captions/test.png",
             "captions/test_captions.tsv", "captions/test_unseen.png", "attention/val_epoch_000_image_0000.png",
@@ -318,6 +365,7 @@ def test_train_py_captions_scenes_and_eval_py_and_caption_py_read_its_checkpoint
 
     scored = evaluate(compose_eval(f"ckpt={run_id}", tmp_path=tmp_path, uri=run["uri"]))
     assert scored["test/bleu"] == pytest.approx(metrics["test/bleu"])
+    assert scored["test/cider"] == pytest.approx(metrics["test/cider"])
     assert scored["test_unseen/assertion_acc"] == pytest.approx(metrics["test_unseen/assertion_acc"])
 
     checkpoint = next((run["dir"] / "checkpoints").glob("epoch*.ckpt"))

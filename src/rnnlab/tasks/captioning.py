@@ -11,9 +11,13 @@ Metrics, per split (`val`, `test`, and a data set's extra test splits, e.g. `tes
   bleu          sacreBLEU corpus BLEU-4 of the generated captions, each against all the references of its image
                 (multi-reference; tokenize 13a; the signature is logged as the MLflow tag `bleu_signature`)
   bleu1..bleu3  the same with n-grams up to 1, 2, 3
-  bleu/<group>  BLEU of each group of images the data names (synthetic scenes: objects_1 .. objects_4)
+  cider         CIDEr-D of the generated captions against their images' references, the idf from the split's
+                references (rnnlab/tasks/cider.py: coco-caption's CiderD), ×100: the scale papers print (coco-caption's
+                1.179 is 117.9); what was computed is logged as the MLflow tag `cider_signature`
+  bleu/<group>, cider/<group>   BLEU and CIDEr-D of each group of images the data names (synthetic scenes:
+                objects_1 .. objects_4; CIDEr-D with the whole split's idf, the mean of its images' scores)
   and the data's own scores of the captions (synthetic scenes: assertion_acc, object_recall, caption_acc, also
-  per group; rnnlab/data/synthetic_scenes.py). CIDEr-D is not computed yet (issue 18, step 2).
+  per group; rnnlab/data/synthetic_scenes.py).
 
 Captions come from `task.decode` over the image's regions (greedy | sample, with temperature, top_k and top_p |
 beam, with beam_size and length_penalty; rnnlab/decoding.py, as for translation), at most ⌊max_len_a · R +
@@ -34,7 +38,7 @@ by index before scoring, so the scores cover the whole split once and are equal 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from rnnlab.data.captions import ImageSettings
 from rnnlab.data.subwords import Subwords
 from rnnlab.errors import ConfigError, check_integer
 from rnnlab.tasks.base import Task
+from rnnlab.tasks.cider import CIDER_D_SIGNATURE, cider_d_per_image
 from rnnlab.tasks.translation import DECODING_KEYS, check_decoding, decoder_name
 from rnnlab.tracking.artifacts import write_text
 from rnnlab.tracking.plots import attention_over_image, captioned_images
@@ -68,12 +73,19 @@ def bleu_scores(hypotheses: Sequence[str], references: Sequence[Sequence[str]]
     return scores, {"bleu_signature": str(metrics["bleu"].get_signature())}
 
 
+def cider_percent(per_image: Iterable[float]) -> float:
+    """The mean of images' CIDEr-D scores ×100, as papers print CIDEr-D (and as BLEU is logged)."""
+    scores = list(per_image)
+    return 100 * sum(scores) / len(scores) if scores else 0.0
+
+
 class CaptioningTask(Task):
     shape, option = "captioner", "task=captioning"
     data_inputs = ("vocab_size", "pad_id", "bos_id", "eos_id", "image_size")
     settings = DECODING_KEYS
-    summary_metrics = ("val/loss", "val/ppl", "val/bleu", "test/bleu", "test/assertion_acc", "fit_seconds")
-    report_metrics = ("val/bleu", "test/bleu", "test/assertion_acc", "test/ppl")
+    summary_metrics = ("val/loss", "val/ppl", "val/bleu", "test/bleu", "test/cider", "test/assertion_acc",
+                       "fit_seconds")
+    report_metrics = ("val/bleu", "test/bleu", "test/cider", "test/assertion_acc", "test/ppl")
 
     def __init__(self, vocab_size: int, pad_id: int, bos_id: int, eos_id: int, image_size: int,
                  model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None,
@@ -213,12 +225,17 @@ class CaptioningTask(Task):
             log.warning("%s: %d of %d images were captioned (limited batches?): the scores cover those only", split,
                         len(captions), len(references))
         self.captions[split] = captions
-        scores, self.signatures = bleu_scores(list(captions.values()), [references[i] for i in captions])
+        texts, image_references = list(captions.values()), [references[i] for i in captions]
+        scores, self.signatures = bleu_scores(texts, image_references)
+        cider = dict(zip(captions, cider_d_per_image(texts, image_references)))
+        scores["cider"] = cider_percent(cider.values())
+        self.signatures["cider_signature"] = f"{CIDER_D_SIGNATURE}|scale:100"
         for group, members in datamodule.groups(split).items():
             members = [i for i in members if i in captions]
             if members:
                 scores[f"bleu/{group}"] = bleu_scores([captions[i] for i in members],
                                                       [references[i] for i in members])[0]["bleu"]
+                scores[f"cider/{group}"] = cider_percent(cider[i] for i in members)
         return scores | datamodule.caption_scores(split, captions)
 
     def _datamodule(self):

@@ -145,7 +145,8 @@ def test_vocabulary_unseen_words_and_padded_batches(tmp_path):
     assert batch["tokens"].tolist() == [[0, 1, 0], [0, 1, 0]] and batch["tokens_lengths"].tolist() == [3, 2]
     assert batch["tags"].tolist() == [[0, 1, 2], [0, 1, IGNORE]] and batch["unseen"].dtype.is_floating_point is False
     assert batch["words"] == [["The", "dog", "barks"], ["the", "dog"]] and batch["index"].tolist() == [0, 1]
-    assert data.tokenizer_state() == {"words": ["<unk>", "dog"], "tags": ["DT", "NN", "VBZ"], "lowercase": False}
+    assert data.tokenizer_state() == {"words": ["<unk>", "dog"], "tags": ["DT", "NN", "VBZ"], "lowercase": False,
+                                      "tagset": "upos"}  # the CoNLL-U column, for tag.py (unused by columns files)
     lower = ConllDataModule(train_path=str(train), val_path=str(dev), lowercase=True, max_vocab_size=2)
     lower.setup()
     assert lower.vocab == ["<unk>", "dog"] and lower.sentences("train")[0] == ["the", "dog", "barks"]

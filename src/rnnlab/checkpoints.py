@@ -27,9 +27,7 @@ def is_run_id(ckpt: str) -> bool:
 
 def resolve_checkpoint(ckpt: str | None, tracking_uri: str | None, download_dir: str | Path) -> Path:
     """The local .ckpt file `ckpt` names: itself, or the run's best checkpoint downloaded into download_dir."""
-    if ckpt is None or not str(ckpt).strip():
-        raise ConfigError("ckpt is missing: give ckpt=<path of a .ckpt file> or ckpt=<the MLflow run id that "
-                          "train.py printed>")
+    require_ckpt(ckpt)
     path = Path(str(ckpt)).expanduser()
     if path.is_file():
         return path
@@ -37,6 +35,13 @@ def resolve_checkpoint(ckpt: str | None, tracking_uri: str | None, download_dir:
         raise ConfigError(f"ckpt={ckpt}: no such file, and not an MLflow run id (32 hex digits); give the path of "
                           f"a .ckpt file or the run id that train.py printed")
     return _download_best_checkpoint(str(ckpt), tracking_uri, Path(download_dir))
+
+
+def require_ckpt(ckpt: str | None) -> None:
+    """A one-line ConfigError unless ckpt= is given."""
+    if ckpt is None or not str(ckpt).strip():
+        raise ConfigError("ckpt is missing: give ckpt=<path of a .ckpt file> or ckpt=<the MLflow run id that "
+                          "train.py printed>")
 
 
 def read_checkpoint(path: Path, ckpt: str, device: str | torch.device = "cpu") -> dict[str, Any]:

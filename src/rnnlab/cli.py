@@ -1,6 +1,6 @@
 """What the root scripts share: a user's mistake is one line on stderr and exit status 2, never a traceback, and a
-device that is not there is such a mistake; the prediction scripts (translate.py, classify.py, caption.py) also read
-their inputs and load their checkpoint's task alike."""
+device that is not there is such a mistake; the prediction scripts (translate.py, classify.py, tag.py, caption.py)
+also read their inputs and load their checkpoint's task alike."""
 
 from __future__ import annotations
 
@@ -37,7 +37,10 @@ def check_device(device: str) -> None:
 
 
 def read_lines(text: str | None, input: str | None, example: str) -> list[str]:
-    """The texts a prediction script works on: text=, else the lines of the file input=, else of stdin."""
+    """The texts a prediction script works on: text=, else the lines of the file input=, else (input= null or -)
+    of stdin."""
+    if input is not None and str(input) == "-":
+        input = None
     if text is not None:
         if input is not None:
             raise ConfigError("text= and input= are both given; give one (or neither, to read stdin)")
@@ -56,7 +59,11 @@ def read_lines(text: str | None, input: str | None, example: str) -> list[str]:
 
 
 def prediction_texts(cfg: Any, example: str) -> list[str]:
-    """A prediction script's texts (text=, input= or stdin), once its device= and batch_size= are checked."""
+    """A prediction script's texts (text=, input= or stdin), once its ckpt= is given and device= and batch_size= are
+    checked."""
+    from rnnlab.checkpoints import require_ckpt
+
+    require_ckpt(cfg.ckpt)  # before stdin is read, which would wait for input first
     texts = read_lines(cfg.text, cfg.input, example)
     check_prediction_settings(cfg)
     return texts

@@ -83,7 +83,9 @@ def _datamodule(cfg: DictConfig, task: Task, ckpt: str, path: Path, work: str):
     datamodule = data_class(**options)  # a bad option raises its own one-line ConfigError
     datamodule.prepare_data()
     datamodule.setup("test")
-    if tokenizer and hasattr(datamodule, "tokenizer_state") and datamodule.tokenizer_state() != tokenizer:
+    state = datamodule.tokenizer_state() if hasattr(datamodule, "tokenizer_state") else None
+    # compared on the checkpoint's keys: one it predates (a tagging checkpoint's CoNLL-U tagset) cannot differ
+    if tokenizer and state is not None and {key: state.get(key) for key in tokenizer} != tokenizer:
         raise ConfigError(f"ckpt={ckpt}: the vocabulary of this data (trained on its training split with the "
                           f"checkpoint's settings {tokenizer.get('settings', {})}) is not the checkpoint's: it was "
                           f"trained on other text; give the data.* options of the training run (data=, "

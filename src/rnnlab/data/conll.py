@@ -1,4 +1,5 @@
-"""`data=conll`: your own tagged sentences, in CoNLL-U or in two columns (`word tag`); the readers data=ud_ewt shares.
+"""`data=conll`: your own tagged sentences, in CoNLL-U or in two columns (`word tag`); the readers data=ud_ewt shares,
+and the CoNLL-U writer of tag.py (`conllu_sentence`).
 
 Each split is one file (gzip if its name ends in .gz, UTF-8), in one of two formats, `data.format`:
 
@@ -93,6 +94,19 @@ def read_conllu(path: str | Path, tagset: str = "upos") -> Tagged:
                             f"{column + 1}); tag it, or choose the tag set the file has (data.tagset=upos|xpos)")
         sentences.add(fields[1], fields[column], number)
     return sentences.tagged()
+
+
+def conllu_sentence(words: list[str], tags: list[str], tagset: str = "upos", sent_id: int | str | None = None) -> str:
+    """One tagged sentence as CoNLL-U, as read_conllu reads it back: `# sent_id` and `# text` comments, a line per word
+    with its ID, FORM and the tag in the UPOS or XPOS column (`tagset`), every other column `_`, and the blank line
+    that ends the sentence."""
+    comments = ([f"# sent_id = {sent_id}"] if sent_id is not None else []) + [f"# text = {' '.join(words)}"]
+    rows = []
+    for index, (word, tag) in enumerate(zip(words, tags, strict=True), start=1):
+        fields = [str(index), word] + ["_"] * 8
+        fields[TAGSETS[tagset]] = tag
+        rows.append("\t".join(fields))
+    return "\n".join([*comments, *rows, ""]) + "\n"
 
 
 def read_columns(path: str | Path) -> Tagged:

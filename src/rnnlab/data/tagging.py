@@ -18,9 +18,10 @@ This base owns what every such data set shares:
   "words": B lists of strings, "index": (B,)}`; tokens are padded with id 0 and tags with IGNORE (-100, what
   cross-entropy skips): a model never reads the padding (lengths mark the real words);
 - what the task needs: `task_inputs` (vocab_size, num_tags, pad_id), `tag_names`, `sentences(split)` and
-  `gold_tags(split)` in index order, `tokenizer_state()` (the vocabulary and the tags, kept in the checkpoint so
-  eval.py checks that other data reads words the same way), and, for generated data that knows them,
-  `optimal_accuracy(split)` and `left_to_right_optimal_accuracy(split)`.
+  `gold_tags(split)` in index order, `tokenizer_state()` (the vocabulary, the tags and, for CoNLL-U, the tag column,
+  kept in the checkpoint so eval.py checks that other data reads words the same way and tag.py reads new sentences
+  as training did: `untagged`), and, for generated data that knows them, `optimal_accuracy(split)` and
+  `left_to_right_optimal_accuracy(split)`.
 
 Without a test split (test None) the test split is the validation split, said once in the log.
 """
@@ -105,6 +106,27 @@ def collate_tagged(examples: Sequence[dict]) -> dict:
     return batch
 
 
+def normalised(sentences: list[list[str]], lowercase: bool) -> list[list[str]]:
+    """The words as the vocabulary holds them: lowercased when `data.lowercase`."""
+    return [[word.lower() for word in words] for words in sentences] if lowercase else sentences
+
+
+def word_ids(sentences: list[list[str]], vocab: list[str]) -> list[list[int]]:
+    """Each word's vocabulary id; a word outside the vocabulary reads as <unk>."""
+    ids = {word: k for k, word in enumerate(vocab)}
+    return [[ids.get(word, PAD_ID) for word in words] for words in sentences]
+
+
+def untagged(sentences: list[list[str]], tokenizer: dict) -> TaggedDataset:
+    """Sentences to tag (tag.py), as the training data read its words (a checkpoint's `tokenizer_state()`: the
+    vocabulary, lowercasing), served by the same dataset and collate as training. Their tags are unknown (IGNORE);
+    a word counts as unseen when outside the vocabulary, since the checkpoint keeps no list of every training word."""
+    words = normalised(sentences, tokenizer.get("lowercase", False))
+    ids = word_ids(words, tokenizer["words"])
+    return TaggedDataset(words, ids, [[IGNORE] * len(sentence) for sentence in ids],
+                         [[k == PAD_ID for k in sentence] for sentence in ids])
+
+
 def word_vocabulary(sentences: list[list[str]], min_frequency: int, max_vocab_size: int | None) -> list[str]:
     """`<unk>`, then the words by falling count (ties in code-point order), at least min_frequency times."""
     counts = Counter(word for words in sentences for word in words)
@@ -124,6 +146,7 @@ def check_positive(key: str, value: object, optional: bool = False) -> None:
 
 class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     option = "tagging"  # the data= name, for messages
+    tagset: str | None = None  # the CoNLL-U column the tags are read from (upos | xpos), where a subclass reads one
 
     def __init__(self, *, batch_size: int = 32, eval_batch_size: int = 128, max_tokens: int | None = None,
                  min_frequency: int = 1, max_vocab_size: int | None = None, lowercase: bool = False, seed: int = 0,
@@ -175,13 +198,12 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         self.tags = sorted({tag for tags in train.tags for tag in tags})
         self.vocab = word_vocabulary(train.words, self.min_frequency, self.max_vocab_size)
         self.training_words = {word for words in train.words for word in words}
-        word_ids, tag_ids = {word: k for k, word in enumerate(self.vocab)}, {tag: k for k, tag in enumerate(self.tags)}
+        tag_ids = {tag: k for k, tag in enumerate(self.tags)}
         for split in SPLITS:
             raw = self._raw[split]
             self._check_tags(split, raw, tag_ids)
             self._datasets[split] = TaggedDataset(
-                raw.words, [[word_ids.get(word, PAD_ID) for word in words] for words in raw.words],
-                [[tag_ids[tag] for tag in tags] for tags in raw.tags],
+                raw.words, word_ids(raw.words, self.vocab), [[tag_ids[tag] for tag in tags] for tags in raw.tags],
                 [[word not in self.training_words for word in words] for words in raw.words])
             log.info("data=%s %s: %d sentences, %d words, %d tags", self.option, split, len(raw),
                      sum(map(len, raw.words)), len(self.tags))
@@ -206,7 +228,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     def _normalised(self, raw: Tagged) -> Tagged:
         if not self.lowercase:
             return raw
-        return Tagged([[word.lower() for word in words] for words in raw.words], raw.tags, raw.path, raw.lines)
+        return Tagged(normalised(raw.words, True), raw.tags, raw.path, raw.lines)
 
     # the loaders (data/batching.py)
     noun = "sentences"
@@ -229,6 +251,8 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         return sum(flags) / max(len(flags), 1)
 
     def tokenizer_state(self) -> dict:
-        """The vocabulary, the tags and the word normalisation: what reading a tagged sentence needs."""
-        return {"words": list(self.vocab), "tags": list(self.tags), "lowercase": self.lowercase}
+        """The vocabulary, the tags and the word normalisation: what reading a tagged sentence needs; and for tags
+        read from CoNLL-U, their column (`tagset`), where tag.py writes them back."""
+        state = {"words": list(self.vocab), "tags": list(self.tags), "lowercase": self.lowercase}
+        return state | ({"tagset": self.tagset} if self.tagset is not None else {})
 

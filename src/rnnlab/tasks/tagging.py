@@ -4,7 +4,7 @@ Training minimises the cross-entropy of each word's gold tag, averaged over the 
 never scored: its tag is IGNORE); train/loss_epoch weighs every word once. The network is the `model=` family's
 tagger (rnnlab/models/tagger.py: a recurrent stack, bidirectional by default, and a linear layer per word; or
 `model=hmm`, counted, rnnlab/tasks/hmm.py). A word's predicted tag is the argmax of its scores (the HMM's, its
-Viterbi sequence: `predict`).
+Viterbi sequence: `predict`); `tag(sentences)` tags new sentences the same way (tag.py).
 
 Metrics, per split (`val`, `test`), over every word of the split once (summed exactly across DDP processes):
 
@@ -82,6 +82,34 @@ class TaggingTask(Task):
     def predict(self, batch: dict, scores: torch.Tensor) -> torch.Tensor:
         """(B, T) each word's tag: the most probable one."""
         return scores.argmax(-1)
+
+    # --- inference ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def tag(self, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
+        """Each sentence's tags, one per word, predicted as evaluation predicts them (`scores`, then `predict`); a
+        sentence with no word gets none. Words are read as the training data read them (the checkpoint's
+        vocabulary and lowercasing): any other word is <unk> (the HMM reads the words themselves)."""
+        from lightning.pytorch.utilities import move_data_to_device
+
+        from rnnlab.data.tagging import collate_tagged, untagged
+
+        if not self.hparams.tokenizer:
+            raise ConfigError("this checkpoint holds no vocabulary (tokenizer), so text cannot be read; retrain it")
+        dataset = untagged(sentences, self.hparams.tokenizer)
+        todo = [k for k, words in enumerate(sentences) if words]
+        out: list[list[str]] = [[] for _ in sentences]
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start:start + batch_size]
+                batch = move_data_to_device(collate_tagged([dataset[k] for k in chunk]), self.device)
+                predicted = self.predict(batch, self.scores(batch).float())  # (B, T)
+                for k, row in zip(chunk, predicted.tolist()):
+                    out[k] = [self.tags[tag] for tag in row[:len(sentences[k])]]
+        finally:
+            self.train(was_training)
+        return out
 
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):

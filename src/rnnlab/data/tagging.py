@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from rnnlab.data.batching import LengthBucketedData, collate_padded, pad_sequences
+from rnnlab.data.batching import LengthBucketedData, collate_padded
 from rnnlab.data.download import DataError
 from rnnlab.errors import ConfigError, refuse_unknown_data_options
 
@@ -123,11 +123,12 @@ def spelled(words: list[str], char_ids: dict[str, int]) -> list[list[int]]:
 def pad_characters(sentences: Sequence[list[list[int]]]) -> torch.Tensor:
     """Sentences of words of character ids → (B, T, L), padded with 0 (<pad>) past each word and sentence."""
     T = max((len(words) for words in sentences), default=0)
-    words, _ = pad_sequences([word for words in sentences for word in words] or [[]], 0)  # (N, L), sentence-major
-    chars = words.new_zeros(len(sentences), T, words.size(1))
-    real = torch.arange(T)[None, :] < torch.tensor([len(words) for words in sentences])[:, None]  # (B, T)
-    chars[real] = words[: int(real.sum())]
-    return chars
+    L = max((len(word) for words in sentences for word in words), default=0)
+    chars = np.zeros((len(sentences), T, L), dtype=np.int64)  # numpy: a tensor per word costs 10× the time
+    for b, words in enumerate(sentences):
+        for t, word in enumerate(words):
+            chars[b, t, : len(word)] = word
+    return torch.from_numpy(chars)
 
 
 def character_vocabulary(sentences: list[list[str]]) -> list[str]:

@@ -88,6 +88,13 @@ class TaggingTask(Task):
         self._totals: dict[str, torch.Tensor] = {}
         self._tagged: dict[int, tuple[list[str], list[int], list[int]]] = {}  # index → (words, gold, predicted)
 
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu", **settings: Any):
+        hparams = checkpoint.get("hyper_parameters") or {}
+        if "num_tags" in hparams and "num_chars" not in hparams:  # written before character features: none
+            checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "num_chars": 0}}
+        return super().from_checkpoint_dict(checkpoint, ckpt, device, **settings)
+
     def output_layer(self, crf: bool, num_tags: int) -> CRF | PerWordSoftmax:
         """What reads the network's scores: a CRF over the tag sequence, or each word's softmax."""
         return CRF(num_tags) if crf else PerWordSoftmax()

@@ -28,16 +28,20 @@ OLD_LM = ROOT / "tests" / "data" / "checkpoints_v0_1" / "lm" / "checkpoints" / "
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """The generated data, and a .ckpt of a GRU tagger after 10 steps and of the HMM counted from the same sentences."""
+    """The generated data, and a .ckpt of a GRU tagger after 10 steps (softmax per word; a CRF over char-CNN features)
+    and of the HMM counted from the same sentences."""
     directory = tmp_path_factory.mktemp("taggers")
     torch.manual_seed(0)
     data = SyntheticTaggingDataModule(train_examples=120, val_examples=30, test_examples=10, max_words=10,
                                       batch_size=16, eval_batch_size=8)
     data.setup("fit")
     checkpoints = {}
-    for name, model, steps in [("rnn", GRU, {"max_steps": 10, "limit_val_batches": 0}),
-                               ("hmm", {"family": "hmm"}, {"max_epochs": 2})]:  # the HMM counts at its validation
-        task = registry.task_class(TaggingTask, model)(**data.task_inputs, model=model, num_examples=0,
+    rnn_steps = {"max_steps": 10, "limit_val_batches": 0}
+    for name, model, steps, crf in [("rnn", GRU, rnn_steps, False),
+                                    ("crf_chars", {**GRU, "char_features": "cnn", "char_dim": 4, "char_hidden": 8},
+                                     rnn_steps, True),
+                                    ("hmm", {"family": "hmm"}, {"max_epochs": 2}, False)]:  # the HMM counts at val
+        task = registry.task_class(TaggingTask, model)(**data.task_inputs, model=model, num_examples=0, crf=crf,
                                                        confusion_tags=0, tokenizer=data.tokenizer_state(),
                                                        optimizer={"_target_": "torch.optim.Adam", "lr": 0.03})
         trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -73,11 +77,13 @@ def tag_py(*overrides: str, stdin: str = "") -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("model", ["rnn", "hmm"])
+@pytest.mark.parametrize("model", ["rnn", "crf_chars", "hmm"])
 def test_tag_py_prints_the_tasks_own_predictions_a_line_per_sentence(fitted, model, tmp_path):
     data, checkpoints = fitted
     task = TaggingTask.from_checkpoint(checkpoints[model], model)
-    assert type(task).__name__ == {"rnn": "TaggingTask", "hmm": "HMMTaggingTask"}[model]
+    assert type(task).__name__ == {"rnn": "TaggingTask", "crf_chars": "TaggingTask", "hmm": "HMMTaggingTask"}[model]
+    if model == "crf_chars":
+        assert type(task.output).__name__ == "CRF" and type(task.model.chars).__name__ == "CharCNN"
     sentences, expected = data.sentences("val"), evaluation_predictions(task, data)
     assert len(set(map(tuple, expected))) > 1  # not one tag sequence for everything
     lines = [" ".join(words) for words in sentences]
@@ -159,8 +165,8 @@ def test_bad_input_is_one_line_naming_the_fix(fitted, tmp_path, capsys):
     for overrides, message in [
         ([], "ckpt is missing: give ckpt=<path of a .ckpt file> or ckpt=<the MLflow run id that train.py printed>"),
         ([f"ckpt={OLD_LM}", "text=the boats"], f"ckpt={OLD_LM} is not a task=tagging checkpoint (it lacks the "
-                                               f"hyperparameters vocab_size, num_tags, pad_id, model); give one that "
-                                               f"`python train.py task=tagging` wrote"),
+                                               f"hyperparameters vocab_size, num_tags, pad_id, num_chars, model); give "
+                                               f"one that `python train.py task=tagging` wrote"),
         ([f"ckpt={checkpoints['rnn']}", f"input={tmp_path / 'no.txt'}"],
          f"input={tmp_path / 'no.txt'}: no such file; give a text file with one sentence per line"),
         ([f"ckpt={checkpoints['rnn']}", "text= "], 'text is empty: give a sentence, e.g. text="The old man the '

@@ -63,7 +63,7 @@ def test_the_registry_builds_the_tagger_and_the_hmm_and_refuses_the_rest():
             registry.build(model, shape, vocab_size=9, num_tags=3, pad_id=0, **({"num_classes": 2, "pooling": "last"}
                                                                                  if shape == "classifier" else {}))
     with pytest.raises(ConfigError, match=r"^task.num_examples=-1 is invalid: must be an integer ≥ 0$"):
-        TaggingTask(9, 3, 0, SMALL, {"_target_": "torch.optim.Adam"}, num_examples=-1)
+        TaggingTask(9, 3, 0, 0, SMALL, {"_target_": "torch.optim.Adam"}, num_examples=-1)
 
 
 def test_another_tasks_data_is_one_line(make_cfg):
@@ -72,8 +72,8 @@ def test_another_tasks_data_is_one_line(make_cfg):
     with pytest.raises(ConfigError) as error:
         build(make_cfg("task=tagging", "data=synthetic_classification", "data.train_examples=20", tiny=False))
     assert str(error.value) == ("data=synthetic_classification is not data for task=tagging: it gives vocab_size, "
-                                "num_classes, pad_id where the task needs vocab_size, num_tags, pad_id; pick a data= "
-                                "made for task=tagging, or leave data= out for its default")
+                                "num_classes, pad_id where the task needs vocab_size, num_tags, pad_id, num_chars; "
+                                "pick a data= made for task=tagging, or leave data= out for its default")
 
 
 # --- Viterbi and forward–backward ----------------------------------------------------------------------------------

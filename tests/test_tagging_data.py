@@ -139,14 +139,14 @@ def test_vocabulary_unseen_words_and_padded_batches(tmp_path):
     data = ConllDataModule(train_path=str(train), val_path=str(dev), min_frequency=2)
     data.setup()
     assert data.vocab == ["<unk>", "dog"] and data.tags == ["DT", "NN", "VBZ"]  # "The" ≠ "the": once each
-    assert data.task_inputs == {"vocab_size": 2, "num_tags": 3, "pad_id": 0}
+    assert data.task_inputs == {"vocab_size": 2, "num_tags": 3, "pad_id": 0, "num_chars": 2 + 12}
     assert data.bucket_dataset("val")[0]["unseen"] == [False, True]  # "the" was in training, below min_frequency
     batch = data.collate([data.bucket_dataset("train")[k] for k in (0, 1)])
     assert batch["tokens"].tolist() == [[0, 1, 0], [0, 1, 0]] and batch["tokens_lengths"].tolist() == [3, 2]
     assert batch["tags"].tolist() == [[0, 1, 2], [0, 1, IGNORE]] and batch["unseen"].dtype.is_floating_point is False
     assert batch["words"] == [["The", "dog", "barks"], ["the", "dog"]] and batch["index"].tolist() == [0, 1]
     assert data.tokenizer_state() == {"words": ["<unk>", "dog"], "tags": ["DT", "NN", "VBZ"], "lowercase": False,
-                                      "tagset": "upos"}  # the CoNLL-U column, for tag.py (unused by columns files)
+                                      "chars": ["<pad>", "<unk>", *"deghoTabkrst"], "tagset": "upos"}
     lower = ConllDataModule(train_path=str(train), val_path=str(dev), lowercase=True, max_vocab_size=2)
     lower.setup()
     assert lower.vocab == ["<unk>", "dog"] and lower.sentences("train")[0] == ["the", "dog", "barks"]

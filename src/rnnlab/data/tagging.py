@@ -10,18 +10,21 @@ This base owns what every such data set shares:
   split's words by falling count (ties in code-point order, as rnnlab.data.text orders a word vocabulary), those
   seen at least `min_frequency` times, at most `max_vocab_size` entries in all; any other word reads as `<unk>`.
   The words are already split (a CoNLL-U form may even hold a space), so the vocabulary is a plain word list;
+- characters (for model.char_features): the character vocabulary is `<pad>` (id 0), `<unk>` (id 1) and every
+  character of the training split's words (after lowercasing, if asked) by falling count, ties in code-point order;
+  a batch gives each word's character ids, padded with 0 (`chars`, (B, T, L), L the batch's longest word);
 - unseen words: a val/test word the training split never has (whatever min_frequency and max_vocab_size cut), for
   the task's accuracy on unseen words;
 - a sentence with no word is skipped and counted (logged per split), never silently;
 - batches (`rnnlab.data.batching`): length-bucketed for training, longest first for evaluation, each example
   evaluated by one DDP process: `{"tokens": (B, T), "tokens_lengths": (B,), "tags": (B, T), "unseen": (B, T),
-  "words": B lists of strings, "index": (B,)}`; tokens are padded with id 0 and tags with IGNORE (-100, what
-  cross-entropy skips): a model never reads the padding (lengths mark the real words);
-- what the task needs: `task_inputs` (vocab_size, num_tags, pad_id), `tag_names`, `sentences(split)` and
-  `gold_tags(split)` in index order, `tokenizer_state()` (the vocabulary, the tags and, for CoNLL-U, the tag column,
-  kept in the checkpoint so eval.py checks that other data reads words the same way and tag.py reads new sentences
-  as training did: `untagged`), and, for generated data that knows them, `optimal_accuracy(split)` and
-  `left_to_right_optimal_accuracy(split)`.
+  "chars": (B, T, L), "words": B lists of strings, "index": (B,)}`; tokens are padded with id 0 and tags with IGNORE
+  (-100, what cross-entropy skips): a model never reads the padding (lengths mark the real words);
+- what the task needs: `task_inputs` (vocab_size, num_tags, pad_id, num_chars), `tag_names`, `sentences(split)`
+  and `gold_tags(split)` in index order, `tokenizer_state()` (the word and character vocabularies and the tags,
+  and, for CoNLL-U, the tag column, kept in the checkpoint so eval.py checks that other data reads words the same
+  way and tag.py reads new sentences as training did: `untagged`), and, for generated data that
+  knows them, `optimal_accuracy(split)` and `left_to_right_optimal_accuracy(split)`.
 
 Without a test split (test None) the test split is the validation split, said once in the log.
 """
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from rnnlab.data.batching import LengthBucketedData, collate_padded
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 UNK = "<unk>"
 PAD_ID = 0  # <unk>'s id: padding is never read (lengths mark the real words)
+CHAR_PAD, CHAR_UNK = "<pad>", "<unk>"  # character ids 0 and 1 (no single character is either)
 IGNORE = -100  # the tag of padding: F.cross_entropy's default ignore_index
 
 
@@ -83,25 +88,29 @@ class Tagged:
 
 class TaggedDataset(Dataset):
     def __init__(self, words: list[list[str]], token_ids: list[list[int]], tag_ids: list[list[int]],
-                 unseen: list[list[bool]]):
+                 unseen: list[list[bool]], char_ids: dict[str, int]):
         self.words, self.token_ids, self.tag_ids, self.unseen = words, token_ids, tag_ids, unseen
+        self.char_ids = char_ids
 
     def __len__(self) -> int:
         return len(self.token_ids)
 
     def __getitem__(self, index: int) -> dict:
         return {"tokens": self.token_ids[index], "tags": self.tag_ids[index], "unseen": self.unseen[index],
-                "words": self.words[index], "index": index}
+                "words": self.words[index], "chars": spelled(self.words[index], self.char_ids), "index": index}
 
     def lengths(self) -> np.ndarray:
         return np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
 
 
 def collate_tagged(examples: Sequence[dict]) -> dict:
-    """Padded tokens, tags and unseen-word flags (tokens_lengths once); the words stay lists of strings."""
-    batch = collate_padded([{key: value for key, value in example.items() if key != "words"} for example in examples],
+    """Padded tokens, tags and unseen-word flags (tokens_lengths once) and characters; the words stay lists of
+    strings."""
+    batch = collate_padded([{key: value for key, value in example.items() if key not in ("words", "chars")}
+                            for example in examples],
                            pad_ids={"tokens": PAD_ID, "tags": IGNORE, "unseen": 0}, lengths_of=("tokens",))
     batch["unseen"] = batch["unseen"].bool()
+    batch["chars"] = pad_characters([example["chars"] for example in examples])
     batch["words"] = [example["words"] for example in examples]
     return batch
 
@@ -123,8 +132,33 @@ def untagged(sentences: list[list[str]], tokenizer: dict) -> TaggedDataset:
     a word counts as unseen when outside the vocabulary, since the checkpoint keeps no list of every training word."""
     words = normalised(sentences, tokenizer.get("lowercase", False))
     ids = word_ids(words, tokenizer["words"])
+    chars = tokenizer.get("chars", [CHAR_PAD, CHAR_UNK])  # a checkpoint written before character features: none
     return TaggedDataset(words, ids, [[IGNORE] * len(sentence) for sentence in ids],
-                         [[k == PAD_ID for k in sentence] for sentence in ids])
+                         [[k == PAD_ID for k in sentence] for sentence in ids],
+                         {character: k for k, character in enumerate(chars)})
+
+
+def spelled(words: list[str], char_ids: dict[str, int]) -> list[list[int]]:
+    """Each word as its character ids (a character the training split never has: <unk>'s)."""
+    unknown = char_ids[CHAR_UNK]
+    return [[char_ids.get(character, unknown) for character in word] for word in words]
+
+
+def pad_characters(sentences: Sequence[list[list[int]]]) -> torch.Tensor:
+    """Sentences of words of character ids → (B, T, L), padded with 0 (<pad>) past each word and sentence."""
+    T = max((len(words) for words in sentences), default=0)
+    L = max((len(word) for words in sentences for word in words), default=0)
+    chars = np.zeros((len(sentences), T, L), dtype=np.int64)  # numpy: a tensor per word costs 10× the time
+    for b, words in enumerate(sentences):
+        for t, word in enumerate(words):
+            chars[b, t, : len(word)] = word
+    return torch.from_numpy(chars)
+
+
+def character_vocabulary(sentences: list[list[str]]) -> list[str]:
+    """<pad>, <unk>, then the characters of the words by falling count (ties in code-point order)."""
+    counts = Counter(character for words in sentences for word in words for character in word)
+    return [CHAR_PAD, CHAR_UNK, *sorted(counts, key=lambda c: (-counts[c], c))]
 
 
 def word_vocabulary(sentences: list[list[str]], min_frequency: int, max_vocab_size: int | None) -> list[str]:
@@ -166,6 +200,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         self.min_frequency, self.max_vocab_size = min_frequency, max_vocab_size
         self.lowercase, self.seed = lowercase, seed
         self.vocab: list[str] = []
+        self.chars: list[str] = []
         self.tags: list[str] = []
         self.training_words: set[str] = set()
         self.skipped: dict[str, int] = {}
@@ -197,6 +232,8 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
             raise DataError(f"data={self.option}: the training split holds no sentence")
         self.tags = sorted({tag for tags in train.tags for tag in tags})
         self.vocab = word_vocabulary(train.words, self.min_frequency, self.max_vocab_size)
+        self.chars = character_vocabulary(train.words)
+        char_ids = {character: k for k, character in enumerate(self.chars)}
         self.training_words = {word for words in train.words for word in words}
         tag_ids = {tag: k for k, tag in enumerate(self.tags)}
         for split in SPLITS:
@@ -204,7 +241,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
             self._check_tags(split, raw, tag_ids)
             self._datasets[split] = TaggedDataset(
                 raw.words, word_ids(raw.words, self.vocab), [[tag_ids[tag] for tag in tags] for tags in raw.tags],
-                [[word not in self.training_words for word in words] for words in raw.words])
+                [[word not in self.training_words for word in words] for words in raw.words], char_ids)
             log.info("data=%s %s: %d sentences, %d words, %d tags", self.option, split, len(raw),
                      sum(map(len, raw.words)), len(self.tags))
 
@@ -237,7 +274,8 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     # --- what the task asks --------------------------------------------------------------------------
     @property
     def task_inputs(self) -> dict[str, int]:
-        return {"vocab_size": len(self.vocab), "num_tags": len(self.tags), "pad_id": PAD_ID}
+        return {"vocab_size": len(self.vocab), "num_tags": len(self.tags), "pad_id": PAD_ID,
+                "num_chars": len(self.chars)}
 
     def sentences(self, split: str) -> list[list[str]]:
         return self._raw[split].words
@@ -251,8 +289,9 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         return sum(flags) / max(len(flags), 1)
 
     def tokenizer_state(self) -> dict:
-        """The vocabulary, the tags and the word normalisation: what reading a tagged sentence needs; and for tags
-        read from CoNLL-U, their column (`tagset`), where tag.py writes them back."""
-        state = {"words": list(self.vocab), "tags": list(self.tags), "lowercase": self.lowercase}
+        """The word and character vocabularies, the tags and the word normalisation: what reading a tagged sentence
+        needs; and for tags read from CoNLL-U, their column (`tagset`), where tag.py writes them back."""
+        state = {"words": list(self.vocab), "tags": list(self.tags), "lowercase": self.lowercase,
+                 "chars": list(self.chars)}
         return state | ({"tagset": self.tagset} if self.tagset is not None else {})
 

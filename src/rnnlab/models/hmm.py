@@ -53,8 +53,9 @@ ORDERS = (1, 2)
 
 
 class HMMTagger(nn.Module):
-    def __init__(self, vocab_size: int, num_tags: int, pad_id: int = 0, order: int = 1, suffix_length: int = 10,
-                 rare_threshold: int = 10, emission_prior: float = 1.0):
+    def __init__(self, vocab_size: int, num_tags: int, pad_id: int = 0, num_chars: int = 0, order: int = 1,
+                 suffix_length: int = 10, rare_threshold: int = 10, emission_prior: float = 1.0):
+        """vocab_size, pad_id and num_chars (what the data gives every tagger) are unused: the HMM reads the words."""
         super().__init__()
         if order not in ORDERS:
             raise ConfigError(f"model.order={order!r} is invalid: 1 (a tag depends on the one before) or 2 (on the "

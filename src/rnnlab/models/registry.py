@@ -7,7 +7,7 @@ Shapes are what a task needs of a network:
     lm          tokens (B, T), state → logits (B, T, V), state          task=lm
     seq2seq     src, src_lengths, tgt_in → logits, attention; decoding   task=translation
     classifier  tokens (B, T), lengths (B,) → logits (B, C)              task=classification
-    tagger      tokens (B, T), lengths (B,) → logits (B, T, K)           task=tagging
+    tagger      tokens (B, T), lengths (B,), chars → logits (B, T, K)    task=tagging
     captioner   images, tgt_in, caption_image → logits, attention;      task=captioning
                 decoding: regions(images), then seq2seq's encode/step over them
 

@@ -13,6 +13,11 @@ history) and E = log p(w_i | y_i) (up to a constant per position), so s(y) = log
     viterbi(E, A, lengths)    = argmax_y s(y)                         (B, T) tag ids
     marginals(E, A, lengths)  = log p(y_i = k | w) = log Σ_{y: y_i = k} exp s(y) − log Σ_y exp s(y)   (B, T, K)
 
+and for a linear-chain CRF (rnnlab.nn.crf), whose s(y) is learned and p(y | x) = exp s(y) / Z(x),
+
+    log_partition(E, A, lengths)     = log Z = log Σ_y exp s(y)       (B,)
+    path_score(E, A, tags, lengths)  = s(tags)                        (B,)
+
 Both run the same recursion over positions, with max (Viterbi) or logsumexp (the forward algorithm) over the
 previous state: the tag y_{i−1} (first order) or the pair (y_{i−2}, y_{i−1}) (second order, O(T K³)). A sentence
 shorter than T keeps its state after its last word (lengths), so padding never changes its result; padded
@@ -61,15 +66,11 @@ def _back(pointer: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
 
 def marginals(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """log p(y_i = k | the sentence) for every position, (B, T, K); log(1/K) on padding."""
-    step, start, end = _recursion(emissions, transitions)
+    alphas, end = _forward(emissions, transitions, lengths)
     backward_step = _backward_recursion(transitions)
     B, T, K = emissions.shape
     lengths = lengths.to(emissions.device)
     shape = (B, *[1] * (transitions.dim() - 1))
-    alphas = [start(emissions[:, 0])]
-    for t in range(1, T):
-        new, _ = step(alphas[-1], emissions[:, t], reduce="logsumexp")
-        alphas.append(torch.where((t < lengths).view(shape), new, alphas[-1]))
     betas: list[torch.Tensor] = [torch.zeros_like(alphas[0])] * T
     for t in range(T - 1, -1, -1):
         at_end = end(torch.zeros_like(alphas[t]))  # the score of the transition to EOS from each state
@@ -85,6 +86,44 @@ def marginals(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch
     out = out - log_z.view(B, 1, 1)
     real = torch.arange(T, device=emissions.device)[None, :] < lengths[:, None]
     return torch.where(real.unsqueeze(-1), out, torch.full_like(out, -math.log(K)))
+
+
+def log_partition(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """log Σ_y exp s(y) over every tag sequence of each sentence's length (the forward algorithm), (B,)."""
+    alphas, end = _forward(emissions, transitions, lengths)
+    return torch.logsumexp(end(alphas[-1]).flatten(1), -1)  # the frozen alphas end at each last word
+
+
+def path_score(emissions: torch.Tensor, transitions: torch.Tensor, tags: torch.Tensor, lengths: torch.Tensor
+               ) -> torch.Tensor:
+    """s(tags) of each sentence, (B,); tags (B, T), whatever they hold past a sentence's end."""
+    B, T, K = emissions.shape
+    order = transitions.dim() - 1
+    lengths = lengths.to(emissions.device)
+    positions = torch.arange(T, device=emissions.device)
+    real = positions[None, :] < lengths[:, None]  # (B, T)
+    tags = torch.where(real, tags, K)  # the boundary from each sentence's end on: EOS, then never scored
+    emitted = emissions.gather(-1, tags.clamp(max=K - 1).unsqueeze(-1)).squeeze(-1)  # (B, T) E[i, y_i]
+    history = torch.cat([tags.new_full((B, order), K), tags, tags.new_full((B, 1), K)], 1)  # BOS.. y_1..y_T EOS
+    # the transition into position i (1..n+1) reads history[i−1 .. i−1+order] (as a flat index into A)
+    flat = sum(history[:, m: m + T + 1] * (K + 1) ** (order - m) for m in range(order + 1))  # (B, T+1)
+    into = transitions.flatten()[flat]
+    scored = torch.arange(T + 1, device=emissions.device)[None, :] <= lengths[:, None]  # into y_1..y_n and EOS
+    return torch.where(real, emitted, 0).sum(1) + torch.where(scored, into, 0).sum(1)
+
+
+def _forward(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch.Tensor):
+    """The forward algorithm's alphas, [α_1, ..., α_T] (a sentence's own stay frozen after its last word), and the
+    order's `end` (its transition to EOS)."""
+    step, start, end = _recursion(emissions, transitions)
+    B, T = emissions.shape[:2]
+    lengths = lengths.to(emissions.device)
+    shape = (B, *[1] * (transitions.dim() - 1))
+    alphas = [start(emissions[:, 0])]
+    for t in range(1, T):
+        new, _ = step(alphas[-1], emissions[:, t], reduce="logsumexp")
+        alphas.append(torch.where((t < lengths).view(shape), new, alphas[-1]))
+    return alphas, end
 
 
 # --- the recursions of each order ------------------------------------------------------------------------------

@@ -11,20 +11,31 @@ same words.
 The HMM reads the words themselves, not the vocabulary's ids: its lexicon is every training word (whatever
 data.min_frequency cuts) and an unseen word is tagged by its ending (the suffix model).
 
-Settings that size a network (`model.hidden_size`, ... as experiment presets set them for the recurrent models
-they compare) are ignored, and named in the log (rnnlab.tasks.base), so that one sweep runs the HMM beside them; its
-own keys are checked as usual.
+Settings that size a network (`model.hidden_size`, `model.char_features`, ... as experiment presets set them for
+the recurrent models they compare) are ignored, and named in the log (rnnlab.tasks.base), so that one sweep runs the
+HMM beside them; its own keys are checked as usual. So is task.crf=true: the HMM is a chain already.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
+from rnnlab.nn.crf import PerWordSoftmax
 from rnnlab.tasks.counted import Counted
 from rnnlab.tasks.tagging import TaggingTask
 
+log = logging.getLogger(__name__)
+
 
 class HMMTaggingTask(Counted, TaggingTask):
+    def output_layer(self, crf: bool, num_tags: int) -> PerWordSoftmax:
+        """The HMM's scores are already each word's posterior, and its tags its own Viterbi sequence: no CRF."""
+        if crf:
+            log.info("model=hmm decodes its own chain (Viterbi over its counted transitions): task.crf ignored")
+        return PerWordSoftmax()
+
     def scores(self, batch: dict) -> torch.Tensor:
         return self.model(batch["words"], batch["tokens_lengths"])
 

@@ -1,14 +1,24 @@
 """`task=tagging`: one tag per word (part of speech, BIO slots), the many-to-many synchronised shape.
 
-Training minimises the cross-entropy of each word's gold tag, averaged over the real words of a batch (padding is
-never scored: its tag is IGNORE); train/loss_epoch weighs every word once. The network is the `model=` family's
-tagger (rnnlab/models/tagger.py: a recurrent stack, bidirectional by default, and a linear layer per word; or
-`model=hmm`, counted, rnnlab/tasks/hmm.py). A word's predicted tag is the argmax of its scores (the HMM's, its
-Viterbi sequence: `predict`); `tag(sentences)` tags new sentences the same way (tag.py).
+The network is the `model=` family's tagger (rnnlab/models/tagger.py: a recurrent stack, bidirectional by default,
+and a linear layer per word, scoring each word's tags; or `model=hmm`, counted, rnnlab/tasks/hmm.py). The output
+layer over those scores (rnnlab/nn/crf.py) is the task's:
+
+  task.crf=false   each word's tag on its own: training minimises the cross-entropy of each word's gold tag, and a
+                   word's predicted tag is the argmax of its scores
+  task.crf=true    a linear-chain CRF, p(y | x) ∝ exp(Σ_i scores[i, y_i] + transitions of y): training minimises
+                   −log p(gold tags | sentence), the forward algorithm's log Z minus the gold path's score, and the
+                   predicted tags are the Viterbi sequence; its transition scores are learned with the network
+
+Either way the loss is summed over the sentences and divided by the batch's real words (padding is never scored: its
+tag is IGNORE); train/loss_epoch weighs every word once. (The HMM decodes its own chain: its predicted tags are its
+Viterbi sequence, `predict`, and task.crf does not apply.) `tag(sentences)` tags new sentences as evaluation
+predicts them (tag.py).
 
 Metrics, per split (`val`, `test`), over every word of the split once (summed exactly across DDP processes):
 
-  loss           the mean cross-entropy per word
+  loss           the negative log-likelihood of the gold tags per word: the mean cross-entropy per word, or with
+                 task.crf=true −Σ log p(gold tag sequence | sentence) / words
   acc            token accuracy: the share of words tagged right
   acc_unseen     the same over the words the training split never has (logged when the split has one)
   sentence_acc   the share of sentences with every word right
@@ -25,8 +35,9 @@ Metrics, per split (`val`, `test`), over every word of the split once (summed ex
 Artifacts after every validation (not the sanity check) and after test, into the run directory and MLflow:
 `confusion/<split>[_epoch_NNN].png`, the confusion matrix of the `confusion_tags` tags most often confused (rows:
 gold, columns: predicted; the other tags summed into "(other)") and `examples/<split>[_epoch_NNN].md`, the split's
-first `num_examples` sentences tagged, each wrong tag marked with the gold one. Checkpointing follows `monitor`
-(conf/task/tagging.yaml: val/acc).
+first `num_examples` sentences tagged, each wrong tag marked with the gold one; with task.crf=true also
+`transitions/<split>[_epoch_NNN].png`, the CRF's transition scores (rows: a tag or the start, columns: the next tag
+or the end). Checkpointing follows `monitor` (conf/task/tagging.yaml: val/acc).
 """
 
 from __future__ import annotations
@@ -36,15 +47,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 
 from rnnlab import distributed
 from rnnlab.errors import ConfigError
+from rnnlab.nn.crf import CRF, PerWordSoftmax
 from rnnlab.tasks.base import Task
 from rnnlab.tasks.classification import class_scores
 from rnnlab.tracking.artifacts import write_text
-from rnnlab.tracking.plots import plot_confusion
+from rnnlab.tracking.plots import plot_confusion, plot_transitions
 
 STAGES = ("val", "test")
 IGNORE = -100  # the tag of padding (rnnlab.data.tagging), which cross-entropy skips
@@ -53,35 +64,54 @@ COUNTS = ("nll", "words", "correct", "unseen", "unseen_correct", "sentences", "s
 
 class TaggingTask(Task):
     shape, option = "tagger", "task=tagging"
-    data_inputs = ("vocab_size", "num_tags", "pad_id")
+    data_inputs = ("vocab_size", "num_tags", "pad_id", "num_chars")
     summary_metrics = ("val/loss", "val/acc", "val/acc_unseen", "val/sentence_acc", "val/macro_f1", "val/span_f1",
                        "test/acc", "fit_seconds")
     report_metrics = ("val/acc", "val/acc_unseen", "val/span_f1", "test/acc")
 
-    def __init__(self, vocab_size: int, num_tags: int, pad_id: int, model: dict[str, Any], optimizer: dict[str, Any],
-                 scheduler: dict[str, Any] | None = None, num_examples: int = 20, confusion_tags: int = 15,
-                 tokenizer: dict | None = None):
+    def __init__(self, vocab_size: int, num_tags: int, pad_id: int, num_chars: int, model: dict[str, Any],
+                 optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None, crf: bool = False,
+                 num_examples: int = 20, confusion_tags: int = 15, tokenizer: dict | None = None):
         """model/optimizer/scheduler are the config groups as dicts and tokenizer the data's `tokenizer_state()`
-        (its words and tags): all hyperparameters, so a checkpoint alone rebuilds the tagger."""
+        (its words, characters and tags): all hyperparameters, so a checkpoint alone rebuilds the tagger."""
         super().__init__()
         for key, value in (("num_examples", num_examples), ("confusion_tags", confusion_tags)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
+        if not isinstance(crf, bool):
+            raise ConfigError(f"task.crf={crf!r} is invalid: true (a CRF over the tags) or false (softmax per word)")
         self.save_hyperparameters(logger=False)
-        self.model = self.build_network(model, vocab_size=vocab_size, num_tags=num_tags, pad_id=pad_id)
+        self.model = self.build_network(model, vocab_size=vocab_size, num_tags=num_tags, pad_id=pad_id,
+                                        num_chars=num_chars)
+        self.output = self.output_layer(crf, num_tags)
         self.tags = [str(tag) for tag in (tokenizer or {}).get("tags") or range(num_tags)]
         self.bio = is_bio(self.tags)
         self._totals: dict[str, torch.Tensor] = {}
         self._tagged: dict[int, tuple[list[str], list[int], list[int]]] = {}  # index → (words, gold, predicted)
 
+    @classmethod
+    def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu", **settings: Any):
+        hparams = checkpoint.get("hyper_parameters") or {}
+        if "num_tags" in hparams and "num_chars" not in hparams:  # written before character features: none
+            checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "num_chars": 0}}
+        return super().from_checkpoint_dict(checkpoint, ckpt, device, **settings)
+
+    def output_layer(self, crf: bool, num_tags: int) -> CRF | PerWordSoftmax:
+        """What reads the network's scores: a CRF over the tag sequence, or each word's softmax."""
+        return CRF(num_tags) if crf else PerWordSoftmax()
+
     # --- the network's scores and the predicted tags --------------------------------------------------
     def scores(self, batch: dict) -> torch.Tensor:
-        """(B, T, K) each word's tag scores, whose softmax is p(tag | the sentence)."""
-        return self.model(batch["tokens"], batch["tokens_lengths"])
+        """(B, T, K) each word's tag scores (per word: their softmax is p(tag | the sentence); CRF: emissions)."""
+        return self.model(batch["tokens"], batch["tokens_lengths"], batch.get("chars"))
 
     def predict(self, batch: dict, scores: torch.Tensor) -> torch.Tensor:
-        """(B, T) each word's tag: the most probable one."""
-        return scores.argmax(-1)
+        """(B, T) the tags: each word's most probable one, or with a CRF the most probable sequence (Viterbi)."""
+        return self.output.decode(scores, batch["tokens_lengths"])
+
+    def nll(self, batch: dict, scores: torch.Tensor) -> torch.Tensor:
+        """−log p(gold tags | sentence), summed over the batch's sentences."""
+        return self.output.nll(scores, batch["tags"], batch["tokens_lengths"]).sum()
 
     # --- inference ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -115,7 +145,7 @@ class TaggingTask(Task):
     def training_step(self, batch, batch_idx):
         scores = self.scores(batch)
         words = int(batch["tokens_lengths"].sum())
-        loss = F.cross_entropy(scores.transpose(1, 2), batch["tags"], ignore_index=IGNORE)  # mean over real words
+        loss = self.nll(batch, scores) / words  # mean over the real words
         self.train_epoch.log_step(self, loss.detach(), words)
         return loss
 
@@ -145,7 +175,7 @@ class TaggingTask(Task):
         right = (predicted == gold) & real
         unseen = batch["unseen"] & real
         K = len(self.tags)
-        counts = {"nll": F.cross_entropy(scores.transpose(1, 2), gold, ignore_index=IGNORE, reduction="sum"),
+        counts = {"nll": self.nll(batch, scores),
                   "words": real.sum(), "correct": right.sum(), "unseen": unseen.sum(),
                   "unseen_correct": (right & unseen).sum(), "sentences": torch.tensor(len(lengths)),
                   "sentences_correct": (right.sum(1) == lengths.to(right.device)).sum(),
@@ -207,6 +237,11 @@ class TaggingTask(Task):
             page = tagged_examples(list(tagged.values())[: self.hparams.num_examples], self.tags,
                                    title=f"{stage}: tagged sentences, {when}")
             self.log_files([write_text(directory / "examples" / f"{name}.md", page)], "examples")
+        if isinstance(self.output, CRF):
+            plot = plot_transitions(self.output.transitions.detach().float().cpu(), self.tags,
+                                    directory / "transitions" / f"{name}.png",
+                                    title=f"CRF transition scores, {when}")
+            self.log_files([plot], "transitions")
 
 
 def is_bio(tags: list[str]) -> bool:

@@ -126,3 +126,21 @@ def attention_over_image(image: torch.Tensor, words: Sequence[str], weights: tor
         ax.set_title(word, fontsize=10)
     fig.suptitle(title, fontsize=10)
     return saved(fig, path)
+
+
+def plot_transitions(transitions: torch.Tensor, tags: Sequence[str], path: Path, title: str) -> Path:
+    """A CRF's transition scores (K+1, K+1), index K the sentence boundary, as a PNG heatmap: row a tag or the start,
+    column the next tag or the end, red above 0 and blue below (start → end, which no sentence has, left blank)."""
+    plt = pyplot()
+    scores = transitions.clone().float()
+    scores[-1, -1] = float("nan")
+    bound = float(scores.nan_to_num().abs().max()) or 1.0
+    n = len(tags) + 1
+    fig, ax = plt.subplots(figsize=(2.5 + 0.28 * n, 2 + 0.28 * n))
+    image = ax.imshow(scores.numpy(), cmap="RdBu_r", vmin=-bound, vmax=bound)
+    size = 8 if n <= 30 else 5
+    ax.set_xticks(range(n), [*tags, "(end)"], rotation=90, fontsize=size)
+    ax.set_yticks(range(n), [*tags, "(start)"], fontsize=size)
+    ax.set(xlabel="next tag", ylabel="tag", title=title)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    return saved(fig, path)

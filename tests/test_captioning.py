@@ -211,12 +211,14 @@ def test_batching_and_padding_never_change_a_caption(attention):
 def test_the_captioner_is_one_line_errors_for_what_it_cannot_be():
     inputs = dict(vocab_size=12, pad_id=0, bos_id=1, eos_id=2, image_size=16)
     for model, message in [
-        ({"encoder_weights": "resnet18.pth"}, "model.encoder_weights=resnet18.pth: pretrained encoders"),
+        ({"encoder_weights": "resnet18.pth"},
+         "model.encoder_weights=resnet18.pth is a pretrained ResNet's, and model.encoder=cnn trains from scratch"),
         ({"encoder_layers": 5}, "model.encoder_layers=5 halves data.image_size=16 to nothing: use at most 4"),
         ({"attention": {"type": "local"}}, "attention=local predicts a position along a sentence"),
-        ({"attention": {"type": "luong_dot"}, "hidden_size": 32}, "needs model.encoder_channels \\(16\\) =="),
+        ({"attention": {"type": "luong_dot"}, "hidden_size": 32},
+         "needs the regions' size \\(16, model.encoder_channels\\) == model.hidden_size \\(32\\)"),
         ({"bidirectional": True}, "model.bidirectional=True does not apply to task=captioning"),
-        ({"encoder": "resnet"}, "model.encoder='resnet' is invalid: choose one of cnn"),
+        ({"encoder": "resnet"}, "model.encoder='resnet' is invalid: choose one of cnn, resnet18, resnet34, resnet50"),
     ]:
         with pytest.raises(ConfigError, match=message) as error:
             registry.build({**DECODER, **model}, "captioner", **inputs)

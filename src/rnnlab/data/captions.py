@@ -92,6 +92,11 @@ class ImageSettings:
             raise DataError(f"{path} cannot be read as an image ({error})") from None
         return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
 
+    @property
+    def imagenet_normalised(self) -> bool:
+        """Whether mean and std are ImageNet's, as torchvision's pretrained weights expect."""
+        return np.allclose([*self.mean, *self.std], [*IMAGENET_MEAN, *IMAGENET_STD], rtol=0, atol=1e-3)
+
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (..., 3, S, S) → float (x / 255 − mean) / std."""
         mean = torch.tensor(self.mean, device=images.device).view(3, 1, 1)

@@ -7,6 +7,10 @@ as a translation attends over source words.
                                                             (CoordConv), so that a region's feature says where it is
                CNN = L × (conv 3×3 → batch norm → ReLU → max-pool 2×2): h = w = ⌊S / 2^L⌋; block l of L has
                      C / 2^(L−l) channels (at least 8), C = encoder_channels: wider as the map gets smaller
+           or  a_1..a_R = ResNet(image)                  encoder=resnet18|resnet34|resnet50 (rnnlab/models/resnet.py):
+                                                            layer4's map, h = w = ⌈S / 32⌉, C = 512 | 512 | 2048;
+                                                            from scratch, or a torchvision weights file
+                                                            (encoder_weights), trained on or frozen (freeze_encoder)
     initial    ā = (1/R) Σ_i a_i
                h_0 = tanh(W_h ā + b_h),  C_0 = W_C ā + b_C (LSTM)          one projection to all L decoder layers
     decoder    rnnlab/models/seq2seq.py's, with the regions as its source states h_e(s), every region real:
@@ -23,14 +27,20 @@ forcing: each image's regions are computed once and shared by its captions.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 
 from rnnlab.errors import ConfigError, check_integer
+from rnnlab.models import resnet
 from rnnlab.models.seq2seq import DecoderState, Seq2Seq, Seq2SeqOutput
 from rnnlab.nn.attention import Memory
 
-ENCODERS = ("cnn",)
+log = logging.getLogger(__name__)
+
+ENCODERS = ("cnn", *resnet.ARCHITECTURES)
+IMAGENET_SIZE = 224  # the pixels per side torchvision's ImageNet weights were trained at
 
 
 class ConvEncoder(nn.Module):
@@ -38,6 +48,7 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, layers: int, channels: int):
         super().__init__()
+        self.channels = channels  # C
         blocks, width = [], 3 + 2  # RGB and the two coordinate channels
         for layer in range(1, layers + 1):
             out = max(channels // 2 ** (layers - layer), min(channels, 8))
@@ -57,38 +68,60 @@ class ConvEncoder(nn.Module):
 
 class Captioner(Seq2Seq):
     """See the module docstring. Vocabulary, special ids and the image size come from the data; the rest are
-    `model.*` options: the CNN's (encoder, encoder_layers, encoder_channels, encoder_weights) and the decoder's, which
-    are translation's (cell, sizes, num_layers, dropout, input_feeding, tie_weights, teacher_forcing, backend, ...;
-    the `attention` group). The recurrent models' encoder-side keys (bidirectional, learn_initial_state) are taken
-    so that their YAMLs compose, and refused when set: the decoder reads left to right and starts from the image.
+    `model.*` options: the encoder's (encoder; the CNN's encoder_layers and encoder_channels, which a ResNet ignores;
+    encoder_weights, freeze_encoder) and the decoder's, which are translation's (cell, sizes, num_layers, dropout,
+    input_feeding, tie_weights, teacher_forcing, backend, ...; the `attention` group). The recurrent models'
+    encoder-side keys (bidirectional, learn_initial_state) are taken so that their YAMLs compose, and refused when
+    set: the decoder reads left to right and starts from the image.
+
+    encoder_weights is read here, when the network is built for training; a checkpoint holds the weights in its
+    state dict, so restoring one (CaptioningTask.from_checkpoint_dict) builds it with encoder_weights=None.
     """
 
     def __init__(self, vocab_size: int, pad_id: int, bos_id: int, eos_id: int, image_size: int, encoder: str = "cnn",
                  encoder_layers: int = 3, encoder_channels: int = 64, encoder_weights: str | None = None,
-                 cell: str = "lstm", embedding_size: int = 128, hidden_size: int = 256, num_layers: int = 1,
-                 dropout: float = 0.0, bidirectional: bool = False, input_feeding: bool = False,
+                 freeze_encoder: bool = False, cell: str = "lstm", embedding_size: int = 128, hidden_size: int = 256,
+                 num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False, input_feeding: bool = False,
                  tie_weights: bool = False, teacher_forcing: float = 1.0, attention: dict | None = None,
                  backend: str = "fused", nonlinearity: str = "tanh", forget_bias: float | None = None,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
                  learn_initial_state: bool = False, skip: int | None = None, locked_dropout: bool = False):
-        grid = _check_encoder(encoder, encoder_layers, encoder_channels, encoder_weights, image_size)
+        grid = _check_encoder(encoder, encoder_layers, encoder_channels, encoder_weights, freeze_encoder, image_size)
+        channels = encoder_channels if encoder == "cnn" else resnet.channels(encoder)  # C, a region's size
         for key, value in (("bidirectional", bidirectional), ("learn_initial_state", learn_initial_state)):
             if value:
                 raise ConfigError(f"model.{key}={value} does not apply to task=captioning: the decoder reads left to "
                                   f"right and starts from the image (h_0 from its regions); set model.{key}=false")
-        _check_attention(attention, encoder_channels, hidden_size)
+        _check_attention(attention, channels, "model.encoder_channels" if encoder == "cnn" else encoder, hidden_size)
         super().__init__(src_vocab_size=1, tgt_vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id,
                          cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
-                         dropout=dropout, encoder_hidden_size=encoder_channels, input_feeding=input_feeding,
+                         dropout=dropout, encoder_hidden_size=channels, input_feeding=input_feeding,
                          tie_weights=tie_weights, teacher_forcing=teacher_forcing, attention=attention,
                          backend=backend, nonlinearity=nonlinearity, forget_bias=forget_bias, gru_form=gru_form,
                          leak=leak, learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout)
         # the text encoder and its bridge that Seq2Seq built: the CNN and the projections of ā replace them
         del self.encoder, self.src_embedding, self.bridge_h, self.bridge_C
         self.grid = grid  # (h, w) of the regions, for pictures of where the decoder looks
-        self.cnn = ConvEncoder(encoder_layers, encoder_channels)
-        self.init_h = nn.Linear(encoder_channels, num_layers * hidden_size)
-        self.init_C = nn.Linear(encoder_channels, num_layers * hidden_size) if cell == "lstm" else None
+        self.cnn = ConvEncoder(encoder_layers, encoder_channels) if encoder == "cnn" else resnet.resnet(encoder)
+        if encoder_weights is not None:
+            resnet.load_weights(self.cnn, encoder, encoder_weights)
+            if image_size < IMAGENET_SIZE:
+                full = resnet.ResNet.grid_side(IMAGENET_SIZE)
+                log.warning("model.encoder_weights: ImageNet's weights learned from %d-pixel images; "
+                            "data.image_size=%d shows them smaller objects and gives a %d×%d grid of regions "
+                            "(%d pixels: %d×%d)",
+                            IMAGENET_SIZE, image_size, *grid, IMAGENET_SIZE, full, full)
+        self.init_h = nn.Linear(channels, num_layers * hidden_size)
+        self.init_C = nn.Linear(channels, num_layers * hidden_size) if cell == "lstm" else None
+        self.freeze_encoder = freeze_encoder
+        self.cnn.requires_grad_(not freeze_encoder)
+        self.train()  # Lightning trains a module in the mode it was built in: a frozen encoder's is eval already
+
+    def train(self, mode: bool = True) -> Captioner:
+        super().train(mode)
+        if self.freeze_encoder:  # batch statistics of a small caption batch would overwrite ImageNet's running ones
+            self.cnn.eval()
+        return self
 
     def regions(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, S, S), normalised → region features (B, R, C)."""
@@ -125,16 +158,22 @@ class Captioner(Seq2Seq):
         return super().forward(regions, self.region_lengths(regions), tgt_in)
 
 
-def _check_encoder(encoder: str, layers: int, channels: int, weights: str | None, image_size: int
+def _check_encoder(encoder: str, layers: int, channels: int, weights: str | None, freeze: bool, image_size: int
                    ) -> tuple[int, int]:
     """ConfigError naming the first bad model.encoder* key; else the grid of regions (h, w)."""
     if encoder not in ENCODERS:
         raise ConfigError(f"model.encoder={encoder!r} is invalid: choose one of {', '.join(ENCODERS)}")
     for key, value in (("encoder_layers", layers), ("encoder_channels", channels)):
         check_integer(f"model.{key}", value)
+    if not isinstance(freeze, bool):
+        raise ConfigError(f"model.freeze_encoder={freeze!r} is invalid: must be true or false")
+    if encoder != "cnn":
+        side = resnet.ResNet.grid_side(image_size)
+        return side, side
     if weights is not None:
-        raise ConfigError(f"model.encoder_weights={weights}: pretrained encoders (a torchvision weights file) are not "
-                          f"built yet; the CNN trains from scratch: set model.encoder_weights=null")
+        raise ConfigError(f"model.encoder_weights={weights} is a pretrained ResNet's, and model.encoder=cnn trains "
+                          f"from scratch: set model.encoder to the ResNet the file holds "
+                          f"({', '.join(resnet.ARCHITECTURES)}), or model.encoder_weights=null")
     side = image_size // 2**layers
     if side < 1:
         raise ConfigError(f"model.encoder_layers={layers} halves data.image_size={image_size} to nothing: use at most "
@@ -142,12 +181,12 @@ def _check_encoder(encoder: str, layers: int, channels: int, weights: str | None
     return side, side
 
 
-def _check_attention(attention: dict | None, channels: int, hidden_size: int) -> None:
+def _check_attention(attention: dict | None, channels: int, encoder: str, hidden_size: int) -> None:
     kind = (attention or {}).get("type")
     if kind == "local":
         raise ConfigError("attention=local predicts a position along a sentence, and an image's regions form a grid: "
                           "use attention=bahdanau, luong_general, luong_concat or luong_dot")
     if kind == "luong_dot" and channels != hidden_size:
-        raise ConfigError(f"attention=luong_dot scores h_t · a_i, so it needs model.encoder_channels "
-                          f"({channels}) == model.hidden_size ({hidden_size}); set them equal, or use "
+        raise ConfigError(f"attention=luong_dot scores h_t · a_i, so it needs the regions' size ({channels}, "
+                          f"{encoder}) == model.hidden_size ({hidden_size}); set them equal, or use "
                           f"attention=luong_general")

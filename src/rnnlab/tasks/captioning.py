@@ -38,6 +38,7 @@ by index before scoring, so the scores cover the whole split once and are equal 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 
 from rnnlab import decoding, distributed
-from rnnlab.data.captions import ImageSettings
+from rnnlab.data.captions import IMAGENET_MEAN, IMAGENET_STD, ImageSettings
 from rnnlab.data.subwords import Subwords
 from rnnlab.errors import ConfigError, check_integer
 from rnnlab.tasks.base import Task
@@ -103,8 +104,15 @@ class CaptioningTask(Task):
         self.save_hyperparameters(logger=False)
         self.model = self.build_network(model, vocab_size=vocab_size, pad_id=pad_id, bos_id=bos_id, eos_id=eos_id,
                                         image_size=image_size)
+        if self.model.freeze_encoder:  # Lightning warns of modules in eval mode as training starts: these are frozen
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
         self.subwords = Subwords.from_state(tokenizer["vocabulary"]) if tokenizer else None
         self.image_settings = ImageSettings.from_state(tokenizer["image"]) if tokenizer else None
+        if model.get("encoder_weights") and self.image_settings and not self.image_settings.imagenet_normalised:
+            raise ConfigError(f"model.encoder_weights expects images normalised as ImageNet's were, and the data "
+                              f"normalises by mean {list(self.image_settings.mean)}, std "
+                              f"{list(self.image_settings.std)}: set data.mean={list(IMAGENET_MEAN)} "
+                              f"data.std={list(IMAGENET_STD)}")
         self.captions: dict[str, dict[int, str]] = {}  # split → {image index: caption} of its last scoring
         self.signatures: dict[str, str] = {}  # of the scores, once computed: MLflow tags
         self.artifact_root = ""  # a prefix for the artifact paths (eval.py keeps its outputs apart)
@@ -116,7 +124,11 @@ class CaptioningTask(Task):
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu",
                              **settings: Any) -> CaptioningTask:
-        task = super().from_checkpoint_dict(checkpoint, ckpt, device, **settings)
+        # a pretrained encoder's weights are in the checkpoint's state dict: their file is not read again (nor needed)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if isinstance(hparams.get("model"), dict):
+            hparams["model"] = {**hparams["model"], "encoder_weights": None}
+        task = super().from_checkpoint_dict({**checkpoint, "hyper_parameters": hparams}, ckpt, device, **settings)
         if task.subwords is None:
             raise ConfigError(f"ckpt={ckpt} holds no vocabulary (tokenizer), so its captions cannot be written as "
                               f"words; retrain it")

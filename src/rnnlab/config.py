@@ -97,7 +97,7 @@ def _check_time_schedule(cfg: DictConfig) -> None:
     limits = [f"trainer.{key}={value}" for key in ("max_epochs", "max_steps")
               if (value := cfg.trainer.get(key)) not in (None, -1)]
     if limits:
-        log.warning("%s may end the run before %s does, and the schedule over it with it unfinished: set it to -1 to "
+        log.warning("%s may end the run before %s does, leaving the schedule over it unfinished: set it to -1 to "
                     "let the budget end the run", " and ".join(limits), budget)
     settings = {key: value for key, value in schedule.items() if key != "clock"}
     try:

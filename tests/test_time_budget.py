@@ -20,6 +20,7 @@ from rnnlab.callbacks import cpu_timer
 from rnnlab.callbacks.cpu_timer import CPUTimer
 from rnnlab.errors import ConfigError
 from rnnlab.schedulers import budget_spent, multistep_over_time, warmup_cosine_over_time
+from rnnlab.tracking.run_info import time_budget
 from rnnlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -141,6 +142,14 @@ def test_the_cpu_timer_stops_training_once_its_budget_is_spent_also_when_resumed
 def test_a_time_schedule_or_budget_set_wrong_is_one_line_before_anything_is_built(overrides, message, tmp_path):
     with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         config.check(compose_train(overrides, tmp_path))
+
+
+def test_a_studys_machine_line_names_the_budget_the_run_stopped_on():
+    minutes = {"fit_seconds": 1884.0, "fit_cpu_seconds": 1800.0}
+    assert time_budget({"trainer.max_cpu_time": "00:00:30:00", "trainer.max_time": "None"}, minutes) == \
+        "31.4 min wall, 30.0 min CPU (budget `trainer.max_cpu_time` 00:00:30:00 of CPU time)"
+    assert time_budget({"trainer.max_time": "00:00:30:00"}, {"fit_seconds": 1512.0}) == \
+        "25.2 min wall (budget `trainer.max_time` 00:00:30:00 of wall time)"  # a run from before fit_cpu_seconds
 
 
 # --- one fit, resumed ---------------------------------------------------------------------------------------------

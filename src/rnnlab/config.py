@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
@@ -69,7 +70,7 @@ def check(cfg: DictConfig) -> None:
     _check_time_schedule(cfg)
 
 
-def _check_budget(key: str, value) -> None:
+def _check_budget(key: str, value: Any) -> None:
     if value is None:
         return
     try:

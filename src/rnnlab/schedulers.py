@@ -73,7 +73,7 @@ def budget_spent(trainer: L.Trainer, clock: str) -> Callable[[], float]:
     """f, the fraction of the run's time budget spent, read off the callback that ends the run when it is spent (so f
     reaches 1 as training ends, and a resumed run goes on from the time its checkpoint kept). Under DDP it is rank
     0's reading, so that every process sets the same lr."""
-    key, timer_class = BUDGETS[clock]
+    timer_class = BUDGETS[clock][1]
     timer = next((c for c in trainer.callbacks if isinstance(c, timer_class)), None)
     if timer is None:
         raise ConfigError(no_budget(clock))

@@ -2,10 +2,10 @@
 (Lightning's Timer) stops it after that much wall time. rnnlab.training adds it; Lightning's Trainer has no such key.
 
 Why CPU time. On a shared machine other jobs stretch the wall time of a run (2-3× measured here) far more than its
-CPU time, so a budget in CPU time gives two models the same compute beside whatever else runs, and a busy
-machine no longer cuts a run short of its budget. `time.process_time` counts every thread
-of this process (torch's intra-op threads, MLflow's writer): a run on two threads spends its budget up to twice as
-fast, so compare runs on equal thread counts (the recipes are measured on one, OMP_NUM_THREADS=1).
+CPU time, so a budget in CPU time gives two models the same compute beside whatever else runs, and a busy machine
+no longer cuts a run short of its budget. `time.process_time` counts every thread of this process (torch's
+intra-op threads, MLflow's writer): a run on two threads spends its budget up to twice as fast, so compare runs on
+equal thread counts (the recipes are measured on one, OMP_NUM_THREADS=1).
 
 Like Lightning's Timer it counts from the start of training (data preparation and the sanity check are not
 counted; validation is), checks after every training batch and then asks the trainer to stop, so the run ends

@@ -8,6 +8,8 @@ from conftest import CONF
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from rnnlab.training import lightning_trainer
+
 # conf/hydra/ holds options of Hydra's own groups (hydra/sweeper/sampler, ...): tests/test_search.py composes them
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 
@@ -39,7 +41,7 @@ def test_option_composes_and_resolves(group, option, make_cfg):
             if node:
                 assert instantiate(node) is not None, name
     if group == "hardware" and option in ("cpu", "ddp_cpu"):
-        trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+        trainer = instantiate(lightning_trainer(cfg), logger=False, enable_progress_bar=False)
         assert trainer.num_devices == (2 if option == "ddp_cpu" else 1)
 
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as L
 import pytest
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from conftest import CONF, ROOT, compose_train, run_owned, tracked_fit
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from lightning.pytorch.trainer.states import TrainerFn
 
 from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.data.parallel_text import ParallelTextDataModule
@@ -214,6 +216,17 @@ def test_bad_task_settings_are_one_line_errors_naming_the_key(tmp_path):
                               ({"top_p": 0}, "task.top_p=0 is invalid")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             task_for(data, **settings)
+
+
+def test_bleu_is_decoded_every_n_epochs_and_at_the_validation_before_a_spent_time_budget_stops_the_fit(tmp_path):
+    task = task_for(pair_data(tmp_path), bleu_every_n_epochs=3)
+    due = []
+    for epoch, should_stop in ((0, False), (2, False), (3, False), (4, True)):  # the budget spent in epoch 4
+        task._trainer = SimpleNamespace(state=SimpleNamespace(fn=TrainerFn.FITTING), sanity_checking=False,
+                                        current_epoch=epoch, max_epochs=-1, max_steps=-1, global_step=100,
+                                        should_stop=should_stop)
+        due.append(task._bleu_due("val"))
+    assert due == [False, True, False, True]
 
 
 # --- configuration --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import sys
 from mlflow import MlflowClient
 
 from rnnlab.tracking.mlflow_store import default_tracking_uri
+from rnnlab.tracking.run_info import time_budget
 
 client = MlflowClient(default_tracking_uri())
 if sys.argv[1] == "--latest":
@@ -18,12 +19,11 @@ if sys.argv[1] == "--latest":
 
 run = client.get_run(sys.argv[1])
 metrics, tags = run.data.metrics, run.data.tags
-minutes = metrics["fit_seconds"] / 60
 print("# experiment=multi30k_best: results\n")
 print(f"Command: `python train.py {tags['hydra_overrides']}` (then `eval.py` per decoder, see run.sh). "
       f"Machine: {tags.get('machine.cpu', '?')}, {tags.get('machine.cores', '?')} cores, "
       f"{tags.get('machine.torch_threads', '?')} torch thread(s), torch {tags.get('machine.torch', '?')}; "
-      f"training {minutes:.1f} min; {int(tags.get('num_parameters', 0)) / 1e6:.2f} M parameters; "
+      f"training {time_budget(run.data.params, metrics)}; {int(tags.get('num_parameters', 0)) / 1e6:.2f} M parameters; "
       f"git {tags.get('git_commit', '?')[:7]}; MLflow run `{run.info.run_id}`.\n")
 print(f"BLEU signature: `{tags.get('bleu_signature')}`.\n")
 

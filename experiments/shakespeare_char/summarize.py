@@ -14,7 +14,7 @@ import mlflow
 import torch
 import yaml
 
-from rnnlab.tracking.run_info import cpu_model
+from rnnlab.tracking.run_info import cpu_model, time_budget
 
 client = mlflow.MlflowClient(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///logs/mlflow.db"))
 experiment = client.get_experiment_by_name("shakespeare_char-tinyshakespeare")
@@ -37,7 +37,7 @@ print("# experiment=shakespeare_char: results\n")
 print(f"Command: `python train.py {' '.join(first['overrides'])}`. Machine: {tags.get('machine.cpu', cpu_model())}, "
       f"{tags.get('machine.cores', os.cpu_count())} cores, {tags.get('machine.torch_threads', '?')} torch "
       f"thread(s), torch {tags.get('machine.torch', torch.__version__)}; {int(tags.get('num_parameters', 0)):,} "
-      f"parameters; fit {first['metrics']['fit_seconds'] / 60:.1f} min (budget `trainer.max_time` 30 min).\n")
+      f"parameters; fit {time_budget(params, first['metrics'])}.\n")
 print("| validation | step | characters seen | val loss (nats/char) | val bpc |")
 print("|---:|---:|---:|---:|---:|")
 per_step = int(params["data.batch_size"]) * int(params["data.bptt"])  # characters per update

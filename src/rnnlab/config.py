@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab import schedulers
 from rnnlab.errors import ConfigError, check_options
+
+log = logging.getLogger(__name__)
 
 
 def project_root() -> Path:
@@ -57,6 +65,49 @@ def check(cfg: DictConfig) -> None:
     if algorithm is not None and algorithm not in ("norm", "value"):
         raise ConfigError(f"trainer.gradient_clip_algorithm={algorithm} is invalid: norm (rescale the global "
                           "gradient norm to at most gradient_clip_val) or value (clamp each entry)")
+    for key in ("max_time", "max_cpu_time"):
+        _check_budget(key, trainer.get(key))
+    _check_time_schedule(cfg)
+
+
+def _check_budget(key: str, value: Any) -> None:
+    if value is None:
+        return
+    try:
+        seconds = Timer(duration=value).time_remaining()  # Lightning's reading of max_time
+    except (MisconfigurationException, TypeError, AttributeError):  # not DD:HH:MM:SS
+        seconds = None
+    if not seconds or seconds <= 0:
+        raise ConfigError(f"trainer.{key}={value} is invalid: a positive duration DD:HH:MM:SS, e.g. "
+                          f"trainer.{key}=00:00:30:00 (or null: no limit)")
+
+
+def _check_time_schedule(cfg: DictConfig) -> None:
+    """A schedule over the time budget (scheduler=cosine_time, step_time): its clock's budget is set, and the schedule
+    builds (rnnlab/schedulers.py says what is wrong with its settings)."""
+    schedule = OmegaConf.select(cfg, "scheduler.scheduler")
+    if not schedule or "clock" not in schedule:
+        return
+    clock = schedule.clock
+    if clock not in schedulers.BUDGETS:
+        raise ConfigError(f"scheduler.scheduler.clock={clock} is invalid: wall (the budget trainer.max_time) or cpu "
+                          f"(this process's CPU time, the budget trainer.max_cpu_time)")
+    budget = schedulers.BUDGETS[clock][0]
+    if OmegaConf.select(cfg, budget) is None:
+        raise ConfigError(schedulers.no_budget(clock))
+    limits = [f"trainer.{key}={value}" for key in ("max_epochs", "max_steps")
+              if (value := cfg.trainer.get(key)) not in (None, -1)]
+    if limits:
+        log.warning("%s may end the run before %s does, leaving the schedule over it unfinished: set it to -1 to "
+                    "let the budget end the run", " and ".join(limits), budget)
+    settings = {key: value for key, value in schedule.items() if key != "clock"}
+    try:
+        instantiate(settings, optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0),
+                    spent=lambda: 0.0)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
 
 
 def check_writable(directory: Path, key: str) -> None:

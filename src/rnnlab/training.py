@@ -13,9 +13,10 @@ import lightning.pytorch as L
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rnnlab import checkpoint_io, config, hardware, resume
+from rnnlab.callbacks.cpu_timer import CPUTimer
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
@@ -87,15 +88,25 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     recorder = RunRecorder(cfg, resumed, store)
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     callbacks += [*recorder.callbacks(), RandomState(), hardware.ProcessReport(cfg), *extra_callbacks]
+    if cfg.trainer.get("max_cpu_time") is not None:  # rnnlab's budget beside Lightning's trainer.max_time
+        callbacks.append(CPUTimer(cfg.trainer.max_cpu_time))
     # a sweep's job (train.py -m) logs into the sweep's experiment as a child of its parent run
     loggers = [instantiate(c, **sweep.child_run_kwargs(c), **resume.logger_kwargs(c, resumed))
                for c in (cfg.get("logger") or {}).values() if c]
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         log.info("no logger configured: the lr_monitor callback has nothing to log to and is skipped")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+    trainer: L.Trainer = instantiate(lightning_trainer(cfg), callbacks=callbacks, logger=loggers or False,
                                      plugins=checkpoint_io.trainer_plugins(cfg.trainer))
     return datamodule, task, trainer
+
+
+def lightning_trainer(cfg: DictConfig) -> DictConfig:
+    """cfg.trainer as Lightning's Trainer takes it: without rnnlab's own trainer.max_cpu_time (a CPUTimer callback)."""
+    trainer = cfg.trainer.copy()
+    with open_dict(trainer):
+        trainer.pop("max_cpu_time", None)
+    return trainer
 
 
 def check_fits(datamodule: L.LightningDataModule, task_class: type, cfg: DictConfig) -> None:

@@ -9,6 +9,7 @@ import lightning.pytorch as L
 import torch
 from hydra.utils import instantiate
 
+from rnnlab import schedulers
 from rnnlab.errors import ConfigError
 
 
@@ -33,8 +34,11 @@ def configure_optimizers(task: L.LightningModule, optimizer: dict[str, Any], sch
                 raise ConfigError(f"scheduler.scheduler.warmup_steps={warmup} is not below this run's "
                                   f"{schedule['total_steps']} optimizer steps: lower it or train longer")
             schedule["warmup_steps"] = 0  # a smoke test of a step or two: the schedule's shape is moot
+    over_time = {}
+    if "clock" in schedule:  # over the time budget (cosine_time, step_time): f from the clock that ends the run
+        over_time["spent"] = schedulers.budget_spent(task.trainer, schedule.pop("clock"))
     return {"optimizer": built_optimizer,
-            "lr_scheduler": {**scheduler, "scheduler": instantiate(schedule, optimizer=built_optimizer)}}
+            "lr_scheduler": {**scheduler, "scheduler": instantiate(schedule, optimizer=built_optimizer, **over_time)}}
 
 
 def log_grad_norm(task: L.LightningModule) -> None:

@@ -28,12 +28,12 @@ compared with `references[index]`.
 
 When BLEU is computed. Decoding a whole validation split costs far more than its teacher-forced loss, so
 during fit BLEU is computed every `bleu_every_n_epochs` epochs and always on the last one (of
-trainer.max_epochs / max_steps), and always on test and outside fit (eval.py). val/loss and val/ppl come
-every epoch. On an epoch without BLEU, `val/bleu` keeps the last measured value (0 before the first) for
-the callbacks only, not for the loggers: ModelCheckpoint and EarlyStopping with `monitor.metric=val/bleu`
-then neither crash on a missing metric nor mistake the old value for progress. Patience is therefore
-counted in epochs since the best BLEU, so give early stopping (and a plateau scheduler) a patience of at
-least bleu_every_n_epochs.
+trainer.max_epochs / max_steps, or the one run when a spent time budget stops training), and always on test and
+outside fit (eval.py). val/loss and val/ppl come every epoch. On an epoch without BLEU, `val/bleu` keeps the last
+measured value (0 before the first) for the callbacks only, not for the loggers: ModelCheckpoint and EarlyStopping
+with `monitor.metric=val/bleu` then neither crash on a missing metric nor mistake the old value for progress.
+Patience is therefore counted in epochs since the best BLEU, so give early stopping (and a plateau scheduler) a
+patience of at least bleu_every_n_epochs.
 
 Artifacts, after every validation with BLEU (rank 0 only; into the run directory and every MLflow logger):
 `translations/val_epoch_<e>.md`, a table of source, reference and hypothesis for `num_samples` fixed
@@ -300,7 +300,8 @@ class TranslationTask(Task):
         epoch = trainer.current_epoch
         last_epoch = trainer.max_epochs not in (None, -1) and epoch + 1 >= trainer.max_epochs
         last_step = trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps
-        return (epoch + 1) % self.hparams.bleu_every_n_epochs == 0 or last_epoch or last_step
+        stopping = trainer.should_stop  # a time budget (max_time, max_cpu_time) spent mid-epoch: the last one
+        return (epoch + 1) % self.hparams.bleu_every_n_epochs == 0 or last_epoch or last_step or stopping
 
     def _eval_step(self, batch, stage: str) -> None:
         logits = self.model(batch["src"], batch["src_lengths"], batch["tgt_in"]).logits  # teacher-forced (B, T, V)

@@ -37,6 +37,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def time_budget(params: dict[str, str], metrics: dict[str, float]) -> str:
+    """How long a run trained and on which budget, for the machine line of study results: "31.4 min wall, 30.0 min
+    CPU (budget `trainer.max_cpu_time` 00:00:30:00 of CPU time)", from its MLflow params and final metrics."""
+    spent = f"{metrics['fit_seconds'] / 60:.1f} min wall"
+    if "fit_cpu_seconds" in metrics:
+        spent += f", {metrics['fit_cpu_seconds'] / 60:.1f} min CPU"
+    budget = next((f"budget `{key}` {params[key]} of {clock}" for key, clock in
+                   (("trainer.max_cpu_time", "CPU time"), ("trainer.max_time", "wall time"))
+                   if params.get(key) not in (None, "None")), "no time budget")
+    return f"{spent} ({budget})"
+
+
 def machine_tags(model: torch.nn.Module) -> dict[str, str]:
     """What a number depends on besides the config: the machine, torch's threads and version, the model's size."""
     return {"machine.cpu": cpu_model(), "machine.cores": str(os.cpu_count()),

@@ -4,6 +4,7 @@ machine's speed hits both; every run is its own process (an allocator is chosen 
 
     python experiments/peers/measure.py train  [--pairs 3] [--steps 20] [--input-feeding on off]
     python experiments/peers/measure.py lm     [--pairs 3] [--steps 50]
+    python experiments/peers/measure.py lm-epochs [--epochs 6]
     python experiments/peers/measure.py decode --rnnlab-ckpt CKPT --joeynmt-dir DIR [--sentences 1000]
     python experiments/peers/measure.py alloc  [--pairs 2] [--steps 20] [--workloads lm translation scratch]
     python experiments/peers/measure.py budget --minutes 30
@@ -40,11 +41,13 @@ from peers import (  # noqa: E402
     detokenize,
     example_lm_args,
     example_rates,
+    example_valid_ppl,
     joeynmt_config,
     joeynmt_rates,
     ratio_summary,
     rnnlab_lm_overrides,
     rnnlab_translation_overrides,
+    rnnlab_valid_ppl,
 )
 
 PYTHON = sys.executable
@@ -216,6 +219,29 @@ def command_alloc(args) -> None:
             alternate(f"allocator/{workload}/{system}", runs, args.pairs, {"workload": workload, "system": system})
 
 
+def command_lm_epochs(args) -> None:
+    """Both LMs for the same epochs on the same corpus: validation perplexity after each epoch, and wall time."""
+    corpus = PREPARED / args.corpus
+    out = HERE / "runs" / f"lm_epochs_{args.corpus}_{args.epochs}"
+    out.mkdir(parents=True, exist_ok=True)
+    env = environment(args.allocator)
+    rnnlab = [PYTHON, "train.py", *rnnlab_lm_overrides(corpus), f"trainer.max_epochs={args.epochs}",
+              f"data.cache_dir={PREPARED / 'vocab_cache'}", "callbacks.early_stopping=null", "logger=csv",
+              "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", f"hydra.run.dir={out / 'rnnlab'}"]
+    example = [PYTHON, "main.py", *example_lm_args(corpus, 200, args.epochs, save=out / "example_model.pt")]
+    for system, command, cwd in (("rnnlab", rnnlab, ROOT), ("example", example, EXAMPLE_DIR)):
+        started = time.perf_counter()
+        with open(out / f"{system}.log", "w", encoding="utf-8") as log:
+            subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+        wall = round(time.perf_counter() - started, 1)
+        if system == "rnnlab":
+            curve = rnnlab_valid_ppl(next((out / "rnnlab").rglob("metrics.csv")).read_text(encoding="utf-8"))
+        else:
+            curve = example_valid_ppl((out / "example.log").read_text(encoding="utf-8"))
+        emit({"name": f"word_lm_epochs/{system}", "corpus": args.corpus, "epochs": args.epochs, "wall_s": wall,
+              "valid_ppl": [round(ppl, 2) for _, ppl in curve], "allocator": args.allocator})
+
+
 def command_decode(args) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     sentences = args.sentences
@@ -312,6 +338,9 @@ def main() -> None:
     for command, steps in ((train, 20), (lm, 50), (alloc, 20)):
         command.add_argument("--pairs", type=int, default=3)
         command.add_argument("--steps", type=int, default=steps, help="warm-up steps, then as many timed steps")
+    epochs = commands.add_parser("lm-epochs", help="word LM validation perplexity after the same epochs")
+    epochs.add_argument("--epochs", type=int, default=6)
+    epochs.add_argument("--corpus", choices=("lm", "lm_smoke"), default="lm", help="prepare.py's folder")
     decode = commands.add_parser("decode", help="beam-5 sentences/s on test_2016, rnnlab vs JoeyNMT")
     decode.add_argument("--rnnlab-ckpt", required=True, type=Path)
     decode.add_argument("--joeynmt-dir", required=True, type=Path, help="a trained JoeyNMT model_dir")
@@ -321,11 +350,11 @@ def main() -> None:
     budget.add_argument("--joeynmt-validation-freq", type=int, default=453, help="steps (453 = one epoch)")
     for command in (decode, budget):
         command.add_argument("--sentences", type=int, default=1000, help="decode the first N test sentences")
-    for command in (train, lm, decode, budget):
+    for command in (train, lm, epochs, decode, budget):
         command.add_argument("--allocator", choices=ALLOCATORS, default="glibc")
     args = parser.parse_args()
-    {"train": command_train, "lm": command_lm, "alloc": command_alloc, "decode": command_decode,
-     "budget": command_budget}[args.command](args)
+    {"train": command_train, "lm": command_lm, "lm-epochs": command_lm_epochs, "alloc": command_alloc,
+     "decode": command_decode, "budget": command_budget}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ defaults; `rnnlab_lm_overrides` maps each to rnnlab's key (README: the table).
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -159,6 +161,7 @@ def lm_corpus(train: Iterable[str], others: dict[str, Iterable[str]]) -> dict[st
 
 # -- the peers' logs ------------------------------------------------------------------------------------
 
+EXAMPLE_EPOCH = re.compile(r"end of epoch\s+(\d+) \|.*valid ppl\s+([\d.]+)")
 JOEY_RATE = re.compile(r"Step:\s+(\d+),.*Tokens per Sec:\s+([\d.]+)")
 EXAMPLE_RATE = re.compile(r"\|\s+(\d+)/\s*\d+ batches \|.*ms/batch\s+([\d.]+)")
 
@@ -174,6 +177,17 @@ def example_rates(log: str, tokens_per_batch: int) -> list[tuple[int, float]]:
     main.py's first line divides the time of batches 0..N by N (one batch too many); every later one covers
     exactly N batches, so callers drop the first as warm-up anyway."""
     return [(int(batch), tokens_per_batch / (float(ms) / 1000)) for batch, ms in EXAMPLE_RATE.findall(log)]
+
+
+def example_valid_ppl(log: str) -> list[tuple[int, float]]:
+    """(epoch, validation perplexity) of each of main.py's end-of-epoch lines."""
+    return [(int(epoch), float(ppl)) for epoch, ppl in EXAMPLE_EPOCH.findall(log)]
+
+
+def rnnlab_valid_ppl(metrics_csv: str) -> list[tuple[int, float]]:
+    """(epoch, val/ppl), epochs counted from 1 as main.py counts them, of a CSVLogger metrics.csv."""
+    rows = csv.DictReader(io.StringIO(metrics_csv))
+    return [(int(row["epoch"]) + 1, float(row["val/ppl"])) for row in rows if row.get("val/ppl")]
 
 
 # -- allocators -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
   <out>/bpe/vocab.txt                  the 8000 pieces in rnnlab's id order (JoeyNMT's voc_file for both sides)
   <out>/lm/{train,valid,test}.txt      the English side, words and punctuation split, unseen val/test words <unk>
                                        (pytorch/examples word_language_model's layout; rnnlab reads it as data=text)
+  <out>/lm_smoke/...                   the same from the first 2000/200/200 lines: an epoch in seconds (smoke runs)
 
     python experiments/peers/prepare.py [--data ../shared/data/multi30k] [--out experiments/peers/runs/data]
 """
@@ -47,9 +48,10 @@ def write_bpe(data: Path, out: Path, cache: Path) -> dict:
     return counts
 
 
-def write_lm(data: Path, out: Path) -> dict:
-    splits = lm_corpus(read_lines(data / "train.en.gz"), {"valid": read_lines(data / "val.en.gz"),
-                                                            "test": read_lines(data / "test_2016_flickr.en.gz")})
+def write_lm(data: Path, out: Path, train_lines: int | None = None, eval_lines: int | None = None) -> dict:
+    splits = lm_corpus(read_lines(data / "train.en.gz")[:train_lines],
+                       {"valid": read_lines(data / "val.en.gz")[:eval_lines],
+                        "test": read_lines(data / "test_2016_flickr.en.gz")[:eval_lines]})
     out.mkdir(parents=True, exist_ok=True)
     for name, lines in splits.items():
         (out / f"{name}.txt").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
@@ -68,7 +70,8 @@ def main() -> None:
         print(stamp.read_text(encoding="utf-8").strip())
         return
     summary = {"bpe": write_bpe(args.data, args.out / "bpe", args.out / "cache"),
-               "lm_tokens": write_lm(args.data, args.out / "lm")}
+               "lm_tokens": write_lm(args.data, args.out / "lm"),
+               "lm_smoke_tokens": write_lm(args.data, args.out / "lm_smoke", 2000, 200)}
     stamp.write_text(json.dumps(summary) + "\n", encoding="utf-8")
     print(json.dumps(summary))
 

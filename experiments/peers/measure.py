@@ -286,10 +286,11 @@ def command_decode(args) -> None:
 
 def score(hypotheses: list[str], references: list[str]) -> dict:
     """Cased sacreBLEU (13a) of detokenized hypotheses against the raw references, the same for both systems."""
-    import sacrebleu
+    from sacrebleu.metrics import BLEU
 
-    bleu = sacrebleu.corpus_bleu(hypotheses, [references])
-    return {"bleu": round(bleu.score, 2), "bleu_signature": str(bleu.get_signature()),
+    metric = BLEU()
+    bleu = metric.corpus_score(hypotheses, [references])
+    return {"bleu": round(bleu.score, 2), "bleu_signature": str(metric.get_signature()),
             "mean_hypothesis_words": round(sum(len(h.split()) for h in hypotheses) / len(hypotheses), 2)}
 
 
@@ -305,7 +306,8 @@ def command_budget(args) -> None:
               f"data.cache_dir={PREPARED / 'cache'}", f"trainer.max_time={max_time}", "seed=42", "logger=csv",
               "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "test=false",
               f"hydra.run.dir={rnnlab_dir}"]
-    config = joeynmt_config(PREPARED / "bpe", joeynmt_dir, True, validation_freq=args.joeynmt_validation_freq)
+    config = joeynmt_config(PREPARED / "bpe", joeynmt_dir, True, logging_freq=100,
+                            validation_freq=args.joeynmt_validation_freq)
     (out / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     # SIGINT at the budget: JoeyNMT catches it, ends training and saves the current weights
     joeynmt = ["timeout", "-s", "INT", f"{seconds}s", str(JOEYNMT_PYTHON), "-m", "joeynmt", "train",
@@ -313,7 +315,9 @@ def command_budget(args) -> None:
     for system, command in (("rnnlab", rnnlab), ("joeynmt", joeynmt)):
         started = time.perf_counter()
         with open(out / f"{system}.log", "w", encoding="utf-8") as log:
-            subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            done = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if done.returncode not in (0, 124):  # 124: `timeout` ended it at the budget
+            raise SystemExit(f"measure.py: {system} failed (exit {done.returncode}); see {out / f'{system}.log'}")
         emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - started, 1)})
     # the best checkpoint by val BLEU sorts before last.ckpt
     checkpoints = sorted((rnnlab_dir / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.name))
@@ -347,7 +351,8 @@ def main() -> None:
     decode.add_argument("--pairs", type=int, default=3)
     budget = commands.add_parser("budget", help="train each for the same minutes, then decode and score")
     budget.add_argument("--minutes", type=float, default=30)
-    budget.add_argument("--joeynmt-validation-freq", type=int, default=453, help="steps (453 = one epoch)")
+    budget.add_argument("--joeynmt-validation-freq", type=int, default=500,
+                        help="steps (one epoch is 453), a multiple of its logging_freq 100")
     for command in (decode, budget):
         command.add_argument("--sentences", type=int, default=1000, help="decode the first N test sentences")
     for command in (train, lm, epochs, decode, budget):

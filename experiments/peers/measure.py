@@ -319,13 +319,23 @@ def command_budget(args) -> None:
         if done.returncode not in (0, 124):  # 124: `timeout` ended it at the budget
             raise SystemExit(f"measure.py: {system} failed (exit {done.returncode}); see {out / f'{system}.log'}")
         emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - started, 1)})
-    # the best checkpoint by val BLEU sorts before last.ckpt
-    checkpoints = sorted((rnnlab_dir / "checkpoints").glob("*.ckpt"), key=lambda p: (p.name == "last.ckpt", p.name))
-    if not checkpoints:
-        raise SystemExit(f"measure.py: the rnnlab run left no checkpoint in {rnnlab_dir / 'checkpoints'}; see "
-                         f"{out / 'rnnlab.log'}")
-    command_decode(argparse.Namespace(rnnlab_ckpt=checkpoints[0], joeynmt_dir=joeynmt_dir, sentences=args.sentences,
+    checkpoint = best_checkpoint(rnnlab_dir / "checkpoints")
+    command_decode(argparse.Namespace(rnnlab_ckpt=checkpoint, joeynmt_dir=joeynmt_dir, sentences=args.sentences,
                                       pairs=1, allocator=args.allocator))
+
+
+def best_checkpoint(directory: Path) -> Path:
+    """The checkpoint rnnlab's own test would use: ModelCheckpoint's best (by val BLEU), as last.ckpt records it;
+    last.ckpt itself when none was validated."""
+    import torch
+
+    last = directory / "last.ckpt"
+    if not last.is_file():
+        raise SystemExit(f"measure.py: the rnnlab run left no {last}; see its log beside {directory.parent}")
+    states = torch.load(last, map_location="cpu", weights_only=False)["callbacks"]
+    best = [Path(state["best_model_path"]) for name, state in states.items()
+            if name.startswith("ModelCheckpoint") and state.get("best_model_path")]
+    return best[0] if best and best[0].is_file() else last
 
 
 def main() -> None:

@@ -152,8 +152,9 @@ def lm_overrides(scratch: bool = False) -> list[str]:
 # -- the comparisons ------------------------------------------------------------------------------------
 
 
-def alternate(name: str, systems: dict, pairs: int, settings: dict) -> dict:
-    """Run each system once per pair, in turn; emit every measurement and the summary; return the summary."""
+def alternate(name: str, systems: dict, pairs: int, settings: dict, against_first: bool = False) -> dict:
+    """Run each system once per pair, in turn; emit every measurement and the summary; return the summary. Ratios
+    are the first system over each other one, or (against_first: allocators over glibc's default) the reverse."""
     rates: dict[str, dict[str, list[float]]] = {system: {"tokens_per_s": [], "tokens_per_cpu_s": []}
                                                 for system in systems}
     for pair in range(pairs):
@@ -162,12 +163,13 @@ def alternate(name: str, systems: dict, pairs: int, settings: dict) -> dict:
             for key in rates[system]:
                 rates[system][key].append(result[key])
             emit({"name": f"{name}/{system}", "pair": pair, **result, **settings})
-    ours, *others = systems
+    first, *others = systems
     summary = {}
     for other in others:
+        ours, theirs = (other, first) if against_first else (first, other)
         for key in ("tokens_per_s", "tokens_per_cpu_s"):
-            summary[f"{other}/{key}"] = ratio_summary(rates[ours][key], rates[other][key])
-            emit({"name": f"{name}/{ours}_over_{other}/{key}", **summary[f"{other}/{key}"], **settings,
+            summary[f"{ours}_over_{theirs}/{key}"] = ratio_summary(rates[ours][key], rates[theirs][key])
+            emit({"name": f"{name}/{ours}_over_{theirs}/{key}", **summary[f"{ours}_over_{theirs}/{key}"], **settings,
                   "unit": "ratio"})
     return summary
 
@@ -216,7 +218,8 @@ def command_alloc(args) -> None:
                     (system == "rnnlab" and "rnnlab" not in args.systems):
                 continue
             runs = {allocator: runner(workload, system, args.steps, allocator) for allocator in allocators}
-            alternate(f"allocator/{workload}/{system}", runs, args.pairs, {"workload": workload, "system": system})
+            alternate(f"allocator/{workload}/{system}", runs, args.pairs, {"workload": workload, "system": system},
+                      against_first=True)
 
 
 def command_lm_epochs(args) -> None:
@@ -235,7 +238,8 @@ def command_lm_epochs(args) -> None:
             subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
         wall = round(time.perf_counter() - started, 1)
         if system == "rnnlab":
-            curve = rnnlab_valid_ppl(next((out / "rnnlab").rglob("metrics.csv")).read_text(encoding="utf-8"))
+            latest = max((out / "rnnlab").rglob("metrics.csv"), key=lambda path: path.stat().st_mtime)  # a rerun's
+            curve = rnnlab_valid_ppl(latest.read_text(encoding="utf-8"))
         else:
             curve = example_valid_ppl((out / "example.log").read_text(encoding="utf-8"))
         emit({"name": f"word_lm_epochs/{system}", "corpus": args.corpus, "epochs": args.epochs, "wall_s": wall,

@@ -36,9 +36,10 @@ test: install  ## run the test suite (slow tests excluded)
 test-all: install  ## run every test, slow ones included
 	$(BIN)/python -m pytest $(ARGS)
 
-bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells; JSON lines
+bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells, vs JoeyNMT and the PyTorch LM example; JSON lines
 	$(BIN)/python experiments/throughput/bench.py $(ARGS)
 	$(BIN)/python experiments/cell_speed/bench.py
+	$(BIN)/python experiments/peers/bench.py
 
 report: install  ## compare runs: table + plots per configuration (ARGS="<experiment | parent run id> [--group-by ...]")
 	$(BIN)/python report.py $(ARGS)

@@ -154,6 +154,40 @@ def test_bad_options_are_one_line_and_the_hmm_ignores_both():
     assert isinstance(hmm.output, PerWordSoftmax)  # the HMM is a chain already
 
 
+def test_word_dropout_reads_training_words_as_unk_keeps_their_characters_and_leaves_evaluation_alone(caplog):
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.zeros(3))
+
+        def forward(self, tokens, lengths, chars=None):
+            seen.append((tokens.clone(), chars.clone()))
+            return self.bias.expand(*tokens.shape, 3)
+
+    task = TaggingTask(vocab_size=50, num_tags=3, pad_id=0, num_chars=5, model=SMALL, optimizer=ADAM, word_dropout=0.3)
+    task.model = Recorder()
+    tokens, chars = torch.randint(1, 50, (100, 40)), torch.randint(2, 5, (100, 40, 6))
+    batch = {"tokens": tokens, "tokens_lengths": torch.full((100,), 40), "chars": chars,
+             "tags": torch.zeros(100, 40, dtype=torch.long), "unseen": torch.zeros(100, 40, dtype=torch.bool)}
+    torch.manual_seed(0)
+    task.training_step(batch, 0)
+    dropped = seen[-1][0].eq(0)  # <unk> is id 0
+    assert dropped.float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert torch.equal(seen[-1][0][~dropped], tokens[~dropped]) and torch.equal(batch["tokens"], tokens)  # a copy
+    assert torch.equal(seen[-1][1], chars)  # a dropped word is still spelled
+    task.scores(batch)
+    assert torch.equal(seen[-1][0], tokens)  # evaluation reads every word
+    with pytest.raises(ConfigError, match=r"^task.word_dropout=1 is invalid: a probability in \[0, 1\)"):
+        TaggingTask(vocab_size=9, num_tags=3, pad_id=0, num_chars=5, model=SMALL, optimizer=ADAM, word_dropout=1)
+    hmm_model = {"family": "hmm"}
+    with caplog.at_level("INFO"):
+        registry.task_class(TaggingTask, hmm_model)(vocab_size=9, num_tags=3, pad_id=0, num_chars=5, model=hmm_model,
+                                                    optimizer=ADAM, word_dropout=0.3)
+    assert "model=hmm counts the words themselves: task.word_dropout ignored" in caplog.text
+
+
 # --- a tiny fit, and its checkpoint --------------------------------------------------------------------------------
 def test_a_crf_char_lstm_tagger_learns_and_tags_the_same_from_its_checkpoint(tmp_path):
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""Variational ("locked") dropout: one mask per sequence, shared by every time step.
+"""Variational ("locked") dropout: one mask per sequence, shared by every time step; and word dropout.
 
 Standard dropout draws a new mask at each step, so over a sequence every unit is dropped some of the
 time and the recurrent signal is noise-averaged rather than regularised. Gal & Ghahramani (2016) derive
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from rnnlab.errors import ConfigError
 
 
 class LockedDropout(nn.Module):
@@ -35,3 +37,17 @@ class LockedDropout(nn.Module):
 
 def make_dropout(p: float, locked: bool) -> nn.Module:
     return LockedDropout(p) if locked else nn.Dropout(p)
+
+
+def drop_words(tokens: torch.Tensor, p: float, unk_id: int) -> torch.Tensor:
+    """Word dropout (Iyyer et al., 2015; Kiperwasser & Goldberg, 2016): each word id reads as <unk> with probability
+    p, so the model learns the <unk> embedding and does not lean on memorised words (a tagger reads an unseen word by
+    its characters, which are left as they are). Padding is unchanged where it shares <unk>'s id."""
+    if p == 0:
+        return tokens
+    return tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < p, unk_id)
+
+
+def check_word_dropout(p: float) -> None:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ConfigError(f"task.word_dropout={p!r} is invalid: a probability in [0, 1)")

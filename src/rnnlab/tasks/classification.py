@@ -36,6 +36,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from rnnlab import distributed
 from rnnlab.data.classification import UNK_ID
 from rnnlab.errors import ConfigError
+from rnnlab.nn.dropout import check_word_dropout, drop_words
 from rnnlab.tasks.base import Task
 from rnnlab.tracking.artifacts import write_text
 from rnnlab.tracking.plots import plot_confusion, shaded_words
@@ -60,8 +61,7 @@ class ClassificationTask(Task):
                            ("num_attention_examples", num_attention_examples)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
-        if not 0 <= word_dropout < 1:
-            raise ConfigError(f"task.word_dropout={word_dropout!r} is invalid: a probability in [0, 1)")
+        check_word_dropout(word_dropout)
         self.save_hyperparameters(logger=False)
         self.model = self.build_network(model, vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id,
                                         pooling=pooling)
@@ -109,10 +109,7 @@ class ClassificationTask(Task):
             self.model.fit_idf(train.token_ids)
 
     def training_step(self, batch, batch_idx):
-        tokens = batch["tokens"]
-        if self.hparams.word_dropout:  # each training word reads as <unk> with this probability (Iyyer et al., 2015)
-            tokens = tokens.masked_fill(torch.rand(tokens.shape, device=tokens.device) < self.hparams.word_dropout,
-                                        UNK_ID)
+        tokens = drop_words(batch["tokens"], self.hparams.word_dropout, UNK_ID)
         logits = self.model(tokens, batch["tokens_lengths"])
         loss = F.cross_entropy(logits, batch["label"])  # the mean over the batch's texts
         self.train_epoch.log_step(self, loss.detach(), int(batch["tokens_lengths"].sum()), weight=len(logits))

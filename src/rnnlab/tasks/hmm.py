@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 
 class HMMTaggingTask(Counted, TaggingTask):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.hparams.word_dropout:
+            log.info("model=hmm counts the words themselves: task.word_dropout ignored")
+
     def output_layer(self, crf: bool, num_tags: int) -> PerWordSoftmax:
         """The HMM's scores are already each word's posterior, and its tags its own Viterbi sequence: no CRF."""
         if crf:

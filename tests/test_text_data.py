@@ -286,3 +286,24 @@ def test_trains_unchanged_under_task_lm(make_cfg, tmp_path):
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] < math.log(32)  # below uniform
     assert metrics["test/ppl"] == pytest.approx(math.exp(metrics["test/loss"]), rel=1e-5)
+
+
+def test_a_small_corpus_in_many_long_streams_is_warned_about_naming_the_keys(tmp_path, caplog):
+    train = write(tmp_path / "train.txt", "the cat sat on the mat\n" * 40)  # 280 tokens
+    val = write(tmp_path / "val.txt", "the cat sat\n")
+    # 280 tokens in 4 streams of 70 = 14 windows of 5
+    few = TextDataModule(train_path=train, val_path=val, level="word", batch_size=4, eval_batch_size=2, bptt=5)
+    few.setup("fit")
+    with caplog.at_level("WARNING", logger="rnnlab.data.streams"):
+        few.train_dataloader()
+        few.train_dataloader()  # once per data module
+    assert caplog.messages == ["the training split gives 14 optimizer steps per epoch (280 tokens in data.batch_size=4 "
+                               "streams, data.bptt=5 tokens per step): a model learns slowly from so few; for a small "
+                               "corpus lower data.batch_size (e.g. 8) and data.bptt (e.g. 35) or raise "
+                               "trainer.max_epochs"]
+    caplog.clear()
+    enough = TextDataModule(train_path=train, val_path=val, level="word", batch_size=1, eval_batch_size=2, bptt=2)
+    enough.setup("fit")
+    with caplog.at_level("WARNING", logger="rnnlab.data.streams"):
+        enough.train_dataloader()
+    assert caplog.messages == []

@@ -50,8 +50,8 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 
 from rnnlab import distributed
-from rnnlab.errors import ConfigError
 from rnnlab.data.tagging import PAD_ID as UNK_ID  # <unk>, whose id the padding shares
+from rnnlab.errors import ConfigError
 from rnnlab.nn.crf import CRF, PerWordSoftmax
 from rnnlab.nn.dropout import check_word_dropout, drop_words
 from rnnlab.tasks.base import Task
@@ -73,7 +73,8 @@ class TaggingTask(Task):
 
     def __init__(self, vocab_size: int, num_tags: int, pad_id: int, num_chars: int, model: dict[str, Any],
                  optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None, crf: bool = False,
-                 word_dropout: float = 0.0, num_examples: int = 20, confusion_tags: int = 15, tokenizer: dict | None = None):
+                 word_dropout: float = 0.0, num_examples: int = 20, confusion_tags: int = 15,
+                 tokenizer: dict | None = None):
         """model/optimizer/scheduler are the config groups as dicts and tokenizer the data's `tokenizer_state()`
         (its words, characters and tags): all hyperparameters, so a checkpoint alone rebuilds the tagger."""
         super().__init__()
@@ -146,7 +147,7 @@ class TaggingTask(Task):
 
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        if self.hparams.word_dropout:  # the words (not their characters) read as <unk> now and then: rnnlab/nn/dropout.py
+        if self.hparams.word_dropout:  # words (not their characters) read as <unk> now and then: rnnlab/nn/dropout.py
             batch = {**batch, "tokens": drop_words(batch["tokens"], self.hparams.word_dropout, UNK_ID)}
         scores = self.scores(batch)
         words = int(batch["tokens_lengths"].sum())

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Study (issue 17): sequence tagging — the lecture's HMM against rnn/lstm/gru × {uni, bi} × {softmax, CRF} ×
+# {no characters, character biLSTM}, 3 seeds each, on UD EWT (UPOS) and SNIPS slots, at a shortened budget that ranks
+# the designs; then the recipes for the targets (UD EWT UPOS ≥ 95.5 dev in 30 CPU minutes, SNIPS slot F1 ≥ 94 valid),
+# 3 seeds each, and the HMM on UPOS and XPOS. UD EWT and SNIPS test splits are held back here, so "test/…" of these
+# runs is the dev/valid score of the best checkpoint (selected on dev). Regenerates results/ (report.py tables, plots).
+#   bash experiments/tagging/run.sh targets        (from the repository root: the recipes, 3 seeds, two lanes)
+#   bash experiments/tagging/run.sh grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+HERE=experiments/tagging
+SHARED_DATA=${SHARED_DATA:-../shared/data}
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per run: the issue's budget is one thread of this CPU
+QUIET="callbacks.progress_bar=null +trainer.enable_progress_bar=false"
+SEEDS=${SEEDS:-1,2,3}
+
+target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overrides; seeds: $SEEDS
+  $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=tagging-targets "${@:3}" $QUIET
+}
+hmm() {  # the lecture's baseline beside the recipes: counted once (no seed changes it)
+  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=upos,xpos \
+    experiment_name=tagging-targets $QUIET
+  $PY train.py task=tagging model=hmm data=snips_slots data.root=$SHARED_DATA/snips experiment_name=tagging-targets \
+    monitor.metric=val/span_f1 $QUIET
+}
+# the designs at a shortened budget (one layer of 128 units, 5 CPU minutes UD EWT, 3 SNIPS), decay within it
+GRID="model=rnn,lstm,gru model.bidirectional=false,true task.crf=false,true model.char_features=none,lstm
+  model.num_layers=1 model.hidden_size=128 seed=$SEEDS"
+grid_ud() {
+  $PY train.py -m experiment=ud_ewt_upos data.root=$SHARED_DATA/ud_ewt $GRID trainer.max_cpu_time=00:00:05:00 \
+    experiment_name=tagging-ud_ewt $QUIET
+}
+grid_snips() {
+  $PY train.py -m experiment=snips_slots data.root=$SHARED_DATA/snips $GRID task.word_dropout=0.0 \
+    trainer.max_cpu_time=00:00:03:00 experiment_name=tagging-snips_slots $QUIET
+}
+targets_a() { SEEDS=1,2 target ud_ewt_upos ud_ewt; }
+targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; }
+report() {
+  local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc
+  $PY report.py tagging-targets --out $HERE/results/targets --group-by experiment,data,model,data.tagset \
+    --metrics $metrics,fit_cpu_seconds
+  for name in ud_ewt snips_slots; do
+    if $PY -c "import mlflow, sys; sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then
+      $PY report.py tagging-$name --out $HERE/results/$name --metrics $metrics
+    fi
+  done
+}
+
+case "${1:-targets}" in
+  grid_ud|grid_snips|hmm|targets_a|targets_b|report) "$1" ;;
+  target) shift; target "$@" ;;
+  targets)
+    $PY -c "from rnnlab.tracking import mlflow_store as s; s.ensure_store(s.default_tracking_uri())"  # before jobs
+    started=$(date +%s)
+    targets_a > logs/tagging-targets-a.log 2>&1 &
+    targets_b > logs/tagging-targets-b.log 2>&1 &
+    wait
+    echo "targets: $(( ($(date +%s) - started) / 60 )) min"
+    report ;;
+  *) echo "usage: $0 [targets|grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Why does make train's LSTM not learn subject–verb agreement when the GRU does?  One variable at a
+# time from make train's defaults (data=synthetic_lm, 2×256 LSTM, Adam 2e-3, clip 0.5, 4 epochs),
+# seeds 1 and 2, one thread, one run after another.  Regenerates results.md here:
+#     bash experiments/rnn_vs_transformer/lstm_agreement/run.sh [variant ...]
+# (no argument = every variant below; runs land in runs/<variant>/seed<k>/, kept between calls so a
+# variant can be added without rerunning the others).
+set -euo pipefail
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+cd "$(dirname "$0")/../../.."
+here=experiments/rnn_vs_transformer/lstm_agreement
+declare -A VARIANTS=(
+  [base]=""
+  [gru]="model=gru"
+  [forget_bias_1]="model.forget_bias=1.0"
+  [forget_bias_3]="model.forget_bias=3.0"
+  [lr_0.005]="optimizer.lr=0.005"
+  [lr_0.001]="optimizer.lr=0.001"
+  [clip_5]="trainer.gradient_clip_val=5.0"
+  [scratch]="model.backend=scratch"
+  [batch_8]="data.batch_size=8"
+  [one_layer]="model.num_layers=1"
+  [no_dropout]="model.dropout=0.0"
+  [epochs_12]="trainer.max_epochs=12"
+)
+ORDER=(base gru forget_bias_1 forget_bias_3 lr_0.005 lr_0.001 clip_5 scratch batch_8 one_layer no_dropout epochs_12)
+SEEDS="${SEEDS:-1 2}"
+todo=("$@"); [ ${#todo[@]} -eq 0 ] && todo=("${ORDER[@]}")
+for v in "${todo[@]}"; do
+  for s in $SEEDS; do
+    dir="$here/runs/$v/seed$s"
+    [ -f "$dir/metrics.json" ] && continue
+    rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
+    # shellcheck disable=SC2086
+    .venv/bin/python train.py seed="$s" ${VARIANTS[$v]} logger=csv callbacks.progress_bar.refresh_rate=0 \
+      hydra.run.dir="$dir" > "$dir.log" 2>&1 || { echo "FAILED: $v seed $s (see $dir.log)"; exit 1; }
+    echo "done: $v seed $s"
+  done
+done
+.venv/bin/python "$here/summarize.py" "$here/runs" > "$here/results.md"
+cat "$here/results.md"

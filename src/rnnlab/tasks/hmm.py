@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 
 class HMMTaggingTask(Counted, TaggingTask):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.hparams.word_dropout:
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.hparams.word_dropout:  # said here, not in __init__: train.py reads __init__'s signature
             log.info("model=hmm counts the words themselves: task.word_dropout ignored")
 
     def output_layer(self, crf: bool, num_tags: int) -> PerWordSoftmax:

@@ -20,8 +20,9 @@ def main() -> None:
                         help="comma-separated keys that make a configuration, each an override, tag or param "
                              "(default: every override but the seed)")
     parser.add_argument("--metrics", default="", type=_names,
-                        help="comma-separated metrics (default by task: lm val/loss,val/ppl,test/ppl; "
-                             "translation val/bleu,test/bleu,test/chrf,test/ppl)")
+                        help="comma-separated metrics (default: the task's report_metrics, e.g. lm val/loss,val/ppl,"
+                             "test/ppl; translation val/bleu,test/bleu,test/chrf,test/ppl; classification, tagging "
+                             "and captioning theirs: rnnlab/tasks/)")
     args = parser.parse_args()
 
     from rnnlab.tracking.report import ARTIFACT_PATH, write_report

@@ -19,7 +19,7 @@ target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overr
   $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=tagging-targets "${@:3}" $QUIET
 }
 hmm() {  # the lecture's baseline beside the recipes: counted once (no seed changes it)
-  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=upos,xpos \
+  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=upos,xpos model.order=1,2 \
     experiment_name=tagging-targets $QUIET
   $PY train.py task=tagging model=hmm data=snips_slots data.root=$SHARED_DATA/snips experiment_name=tagging-targets \
     monitor.metric=val/span_f1 $QUIET
@@ -38,8 +38,8 @@ grid_snips() {
 targets_a() { SEEDS=1,2 target ud_ewt_upos ud_ewt; }
 targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; }
 report() {
-  local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc
-  $PY report.py tagging-targets --out $HERE/results/targets --group-by experiment,data,model,data.tagset \
+  local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
+  $PY report.py tagging-targets --out $HERE/results/targets --group-by experiment,data,model,model.order,data.tagset \
     --metrics $metrics,fit_cpu_seconds
   for name in ud_ewt snips_slots; do
     if $PY -c "import mlflow, sys; sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then

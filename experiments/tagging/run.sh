@@ -42,7 +42,8 @@ report() {
   $PY report.py tagging-targets --out $HERE/results/targets --group-by experiment,data,model,model.order,data.tagset \
     --metrics $metrics,fit_cpu_seconds
   for name in ud_ewt snips_slots; do
-    if $PY -c "import mlflow, sys; sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then
+    if $PY -c "import mlflow, sys; from rnnlab.tracking.mlflow_store import default_tracking_uri as uri
+mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then
       $PY report.py tagging-$name --out $HERE/results/$name --metrics $metrics
     fi
   done

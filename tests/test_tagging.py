@@ -18,7 +18,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.models import registry
 from rnnlab.models.hmm import HMMTagger, deleted_interpolation, interpolated_transitions
 from rnnlab.models.tagger import RNNTagger
-from rnnlab.nn.chain import marginals, viterbi
+from rnnlab.nn.chain import log_partition, marginals, path_score, viterbi
 from rnnlab.tasks import load
 from rnnlab.tasks.tagging import TaggingTask, is_bio, metric_name, most_confused, span_scores, tagged_examples
 
@@ -89,16 +89,21 @@ def brute_force(emissions: torch.Tensor, transitions: torch.Tensor, n: int) -> d
 
 
 @pytest.mark.parametrize("order", [1, 2])
-def test_viterbi_and_marginals_equal_brute_force_enumeration(order):
+def test_viterbi_marginals_log_partition_and_path_scores_equal_brute_force_enumeration(order):
     torch.manual_seed(order)
     K, lengths = 3, torch.tensor([5, 1, 3, 2])
     emissions = torch.randn(4, 5, K, dtype=torch.float64)
     transitions = torch.randn(*[K + 1] * (order + 1), dtype=torch.float64)
+    tags = torch.randint(0, K, (4, 5))
     best, posterior = viterbi(emissions, transitions, lengths), marginals(emissions, transitions, lengths)
+    log_partitions, gold = log_partition(emissions, transitions, lengths), path_score(emissions, transitions, tags,
+                                                                                       lengths)
     for b, n in enumerate(lengths.tolist()):
         scores = brute_force(emissions[b], transitions, n)
         assert tuple(best[b, :n].tolist()) == max(scores, key=scores.get) and best[b, n:].eq(0).all()
         log_z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
+        assert float(log_partitions[b]) == pytest.approx(float(log_z), abs=1e-9)  # the CRF's log Z
+        assert float(gold[b]) == pytest.approx(scores[tuple(tags[b, :n].tolist())], abs=1e-9)  # a path's score
         for i, k in itertools.product(range(n), range(K)):
             by_hand = torch.logsumexp(torch.tensor([s for y, s in scores.items() if y[i] == k], dtype=torch.float64),
                                       0) - log_z

@@ -19,7 +19,6 @@ from rnnlab.data.tagging import pad_characters
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
 from rnnlab.models.tagger import RNNTagger
-from rnnlab.nn.chain import log_partition, path_score
 from rnnlab.nn.characters import CharBiLSTM, CharCNN
 from rnnlab.nn.crf import CRF, PerWordSoftmax
 from rnnlab.tasks import load
@@ -39,21 +38,6 @@ def padded(tensor: torch.Tensor, lengths: torch.Tensor, width: int, fill: torch.
 
 
 # --- the CRF against enumeration -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("order", [1, 2])
-def test_log_partition_and_path_scores_equal_brute_force_enumeration(order):
-    torch.manual_seed(order)
-    K, lengths = 3, torch.tensor([5, 1, 3, 2])
-    emissions = torch.randn(4, 5, K, dtype=torch.float64)
-    transitions = torch.randn(*[K + 1] * (order + 1), dtype=torch.float64)
-    tags = torch.randint(0, K, (4, 5))
-    log_z, gold = log_partition(emissions, transitions, lengths), path_score(emissions, transitions, tags, lengths)
-    for b, n in enumerate(lengths.tolist()):
-        scores = brute_force(emissions[b], transitions, n)
-        by_hand = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
-        assert float(log_z[b]) == pytest.approx(float(by_hand), abs=1e-9)
-        assert float(gold[b]) == pytest.approx(scores[tuple(tags[b, :n].tolist())], abs=1e-9)
-
-
 def test_the_crfs_nll_and_viterbi_path_equal_brute_force_and_padding_to_three_times_changes_neither():
     torch.manual_seed(0)
     K, lengths = 4, torch.tensor([4, 1, 3, 2, 4])

@@ -204,3 +204,11 @@ def test_references_the_data_logs_are_drawn_when_the_runs_agree(tmp_path):
     assert ("Reference lines (dashed in the plots), from the data: Bayes-optimal (val/acc_optimal) = 0.95; "
             "best bag of words (val/acc_bow_optimal) = 0.725.") in report.markdown
     assert (tmp_path / "r" / "final_metrics.png").stat().st_size > 0
+
+
+def test_mean_std_of_per_seed_values_skips_missing_and_keeps_the_columns_precision():
+    from rnnlab.tracking.report import mean_std_of
+
+    assert mean_std_of([0.25, None, 0.27, math.nan], ".3f") == "0.260 ± 0.014"
+    assert mean_std_of([34.4], ".0f") == "34 ± 0"  # one seed: no spread, same shape of cell
+    assert mean_std_of([None, math.inf], ".1f") == "–"

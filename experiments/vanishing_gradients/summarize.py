@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -19,20 +18,13 @@ from pathlib import Path
 import torch
 import yaml
 
+from rnnlab.tracking.report import mean_std_of
 from rnnlab.tracking.run_info import cpu_model
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["rnn", "rnn_relu", "leaky_rnn", "skip_rnn", "lstm", "gru"]
 LABELS = {"rnn": "rnn (tanh)", "rnn_relu": "rnn (relu)", "leaky_rnn": "leaky rnn (learned α)",
           "skip_rnn": "skip rnn (d = 4)", "lstm": "lstm", "gru": "gru"}
-
-
-def mean_std(values: list[float], fmt: str) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{format(statistics.mean(values), fmt)} ± {format(std, fmt)}"
 
 
 def main(runs: Path, wall: int) -> None:
@@ -74,11 +66,11 @@ def main(runs: Path, wall: int) -> None:
         rs = jobs[model]
         last = [r["curves"][max(r["curves"])] for r in rs]
         cells = [LABELS.get(model, model), str(len(rs)),
-                 mean_std([r["metrics"]["test/ppl"] for r in rs], ".3f"),
-                 mean_std([100 * r["metrics"]["test/ppl_gap"] for r in rs], ".1f")]
-        cells += [mean_std([r["metrics"].get(f"test/{b}/class_acc") for r in rs], ".3f") for b in buckets]
-        cells += [mean_std([math.log10(max(c[0], 1e-300) / c[-1]) for c in last], ".1f"),
-                  mean_std([r["metrics"]["fit_seconds"] for r in rs], ".0f")]
+                 mean_std_of([r["metrics"]["test/ppl"] for r in rs], ".3f"),
+                 mean_std_of([100 * r["metrics"]["test/ppl_gap"] for r in rs], ".1f")]
+        cells += [mean_std_of([r["metrics"].get(f"test/{b}/class_acc") for r in rs], ".3f") for b in buckets]
+        cells += [mean_std_of([math.log10(max(c[0], 1e-300) / c[-1]) for c in last], ".1f"),
+                  mean_std_of([r["metrics"]["fit_seconds"] for r in rs], ".0f")]
         print("| " + " | ".join(cells) + " |")
     plot(jobs)
     print("\n![gradient through time](gradient_curves.png)\n")

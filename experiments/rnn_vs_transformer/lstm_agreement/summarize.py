@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
 import yaml
 
+from rnnlab.tracking.report import mean_std_of
 from rnnlab.tracking.run_info import cpu_model
-
-
-def mean_std(values: list[float], fmt: str) -> str:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{format(statistics.mean(values), fmt)} ± {format(std, fmt)}"
 
 
 def per_epoch(run: Path, key: str) -> list[float]:
@@ -62,9 +54,9 @@ def main(runs: Path) -> None:
         epochs = min(len(c) for c in curves)
         curve = " ".join(f"{statistics.mean(c[e] for c in curves):.2f}" for e in range(epochs))
         print(f"| {name} | `{override}` | {','.join(s.name.removeprefix('seed') for s in seeds)} | "
-              f"{mean_std(acc, '.3f')} | {' '.join(f'{a:.2f}' for a in acc)} | {curve} | "
-              f"{mean_std([100 * m['test/ppl_gap'] for m in metrics], '.1f')} | "
-              f"{mean_std([m.get('fit_cpu_seconds') for m in metrics], '.0f')} |")
+              f"{mean_std_of(acc, '.3f')} | {' '.join(f'{a:.2f}' for a in acc)} | {curve} | "
+              f"{mean_std_of([100 * m['test/ppl_gap'] for m in metrics], '.1f')} | "
+              f"{mean_std_of([m.get('fit_cpu_seconds') for m in metrics], '.0f')} |")
 
 
 if __name__ == "__main__":

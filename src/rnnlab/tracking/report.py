@@ -22,8 +22,9 @@ from __future__ import annotations
 import bisect
 import math
 import re
+import statistics
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,19 @@ def mean_std(mean: float, std: float) -> str:
         return f"{mean:.4g} ± 0"
     decimals = min(max(1 - math.floor(math.log10(std)), 0), 8)
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def mean_std_of(values: Iterable[float | None], fmt: str) -> str:
+    """Mean ± sample std (n − 1; 0 for one value) of the finite values, both in `fmt` (".3f"); "–" if none.
+
+    For the hand-collected tables of experiments/*/summarize.py, whose columns keep one fixed precision;
+    `mean_std` above picks the precision from the std instead.
+    """
+    values = [value for value in values if value is not None and math.isfinite(value)]
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{format(statistics.mean(values), fmt)} ± {format(std, fmt)}"
 
 
 def plot_curves(frame: pd.DataFrame, metric: str, path: Path, references: dict[str, float] | None = None) -> None:

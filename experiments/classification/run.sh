@@ -9,13 +9,9 @@
 #   bash experiments/classification/run.sh lane1|lane2|synthetic|snips|sst2_a|sst2_b|targets|report   (one part)
 #   bash experiments/classification/run.sh target sst2_best sst      (one recipe, 3 seeds)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=.venv/bin/python
-HERE=experiments/classification
-SHARED_DATA=${SHARED_DATA:-../shared/data}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per run: the issue's budget is one thread of this CPU
-QUIET="callbacks.progress_bar=null +trainer.enable_progress_bar=false"
+STUDY=classification
 SEEDS=1,2,3
+source "$(dirname "$0")/../lib.sh"   # cd to the repository root; PY, SHARED_DATA, QUIET, target, report_of, two_lanes
 RNNS="model.bidirectional=false,true task.pooling=last,mean,attention"
 BOWS="model=bow model.weighting=counts,tfidf model.ngrams=1,2"
 
@@ -41,10 +37,6 @@ sst2_a() { grid sst2 rnn,lstm $SST2; }
 sst2_b() { grid sst2 gru $SST2; bows sst2 $SST2; }
 lane1() { synthetic; snips; sst2_a; }
 lane2() { targets; sst2_b; }
-target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overrides
-  $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=classification-targets "${@:3}" \
-    $QUIET
-}
 targets() {
   target snips_intents snips; target sst2_best sst; target sst5_best sst
   target sst2_best sst model=bow   # the bag of words on the same phrases, beside the recipe
@@ -52,22 +44,14 @@ targets() {
 report() {
   local metrics=val/acc,val/macro_f1,test/acc
   for name in synthetic snips sst2; do
-    $PY report.py classification-$name --out $HERE/results/$name --metrics $metrics
+    report_of $name --metrics $metrics
   done
-  $PY report.py classification-targets --out $HERE/results/targets --group-by experiment,data,model \
-    --metrics $metrics,fit_cpu_seconds
+  report_of targets --group-by experiment,data,model --metrics $metrics,fit_cpu_seconds
 }
 
 case "${1:-all}" in
   lane1|lane2|synthetic|synthetic_bows|snips|sst2_a|sst2_b|targets|report) "$1" ;;
   target) shift; target "$@" ;;
-  all)
-    $PY -c "from rnnlab.tracking import mlflow_store as s; s.ensure_store(s.default_tracking_uri())"  # before jobs
-    started=$(date +%s)
-    lane1 > logs/classification-lane1.log 2>&1 &
-    lane2 > logs/classification-lane2.log 2>&1 &
-    wait
-    echo "sweeps: $(( ($(date +%s) - started) / 60 )) min"
-    report ;;
+  all) two_lanes lane1 lane2 sweeps; report ;;
   *) echo "usage: $0 [all|lane1|lane2|targets|report]" >&2; exit 2 ;;
 esac

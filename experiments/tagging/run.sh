@@ -7,17 +7,10 @@
 #   bash experiments/tagging/run.sh targets        (from the repository root: the recipes, 3 seeds, two lanes)
 #   bash experiments/tagging/run.sh grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=.venv/bin/python
-HERE=experiments/tagging
-SHARED_DATA=${SHARED_DATA:-../shared/data}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per run: the issue's budget is one thread of this CPU
-QUIET="callbacks.progress_bar=null +trainer.enable_progress_bar=false"
+STUDY=tagging
 SEEDS=${SEEDS:-1,2,3}
+source "$(dirname "$0")/../lib.sh"   # cd to the repository root; PY, SHARED_DATA, QUIET, target, report_of, two_lanes
 
-target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overrides; seeds: $SEEDS
-  $PY train.py -m experiment=$1 seed=$SEEDS data.root=$SHARED_DATA/$2 experiment_name=tagging-targets "${@:3}" $QUIET
-}
 hmm() {  # the lecture's baseline beside the recipes: counted once (no seed changes it)
   $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=upos,xpos model.order=1,2 \
     experiment_name=tagging-targets $QUIET
@@ -39,12 +32,11 @@ targets_a() { SEEDS=1,2 target ud_ewt_upos ud_ewt; }
 targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; }
 report() {
   local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
-  $PY report.py tagging-targets --out $HERE/results/targets --group-by experiment,data,model,model.order,data.tagset \
-    --metrics $metrics,fit_cpu_seconds
+  report_of targets --group-by experiment,data,model,model.order,data.tagset --metrics $metrics,fit_cpu_seconds
   for name in ud_ewt snips_slots; do
     if $PY -c "import mlflow, sys; from rnnlab.tracking.mlflow_store import default_tracking_uri as uri
 mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then
-      $PY report.py tagging-$name --out $HERE/results/$name --metrics $metrics
+      report_of $name --metrics $metrics
     fi
   done
 }
@@ -52,13 +44,6 @@ mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-
 case "${1:-targets}" in
   grid_ud|grid_snips|hmm|targets_a|targets_b|report) "$1" ;;
   target) shift; target "$@" ;;
-  targets)
-    $PY -c "from rnnlab.tracking import mlflow_store as s; s.ensure_store(s.default_tracking_uri())"  # before jobs
-    started=$(date +%s)
-    targets_a > logs/tagging-targets-a.log 2>&1 &
-    targets_b > logs/tagging-targets-b.log 2>&1 &
-    wait
-    echo "targets: $(( ($(date +%s) - started) / 60 )) min"
-    report ;;
+  targets) two_lanes targets_a targets_b targets; report ;;
   *) echo "usage: $0 [targets|grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
 esac

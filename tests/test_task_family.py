@@ -3,6 +3,9 @@ training bookkeeping, and checkpoints written before either existed still load, 
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import shutil
 from pathlib import Path
 
@@ -12,13 +15,16 @@ import yaml
 from conftest import CONF, TINY, compose_train, tracked_fit
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import get_class
 from mlflow.entities import Param, Run, RunData, RunInfo
 
+import rnnlab.tasks
 from rnnlab import generation
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate
 from rnnlab.models import NGramLanguageModel, RNNLanguageModel, registry
 from rnnlab.models.seq2seq import Seq2Seq
+from rnnlab.tasks import TASKS, Task
 from rnnlab.tasks.language_modeling import LanguageModelingTask
 from rnnlab.tasks.ngram import NGramTask
 from rnnlab.tasks.translation import TranslationTask
@@ -75,6 +81,36 @@ def test_sweeps_and_reports_take_their_default_columns_from_the_task():
     assert task_metrics(run(None), "summary_metrics") == ()  # a job that failed before its run trained
     assert task_metrics(run("rnnlab.tasks.gone.GoneTask"), "summary_metrics") == ()
 
+
+
+def _init_takes_tokenizer(task_class: type) -> bool:
+    """Whether task_class(tokenizer=...) reaches an __init__ that names it, through any (*args, **kwargs) on the way."""
+    for cls in task_class.__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        parameters = inspect.signature(cls.__init__).parameters
+        if "tokenizer" in parameters:
+            return True
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters.values()):
+            return False
+    return False
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [sub for direct in cls.__subclasses__() for sub in (direct, *_subclasses(direct))]
+
+
+def test_a_task_declares_takes_tokenizer_exactly_when_its_init_takes_one():
+    for module in pkgutil.iter_modules(rnnlab.tasks.__path__):
+        importlib.import_module(f"rnnlab.tasks.{module.name}")
+    tasks = {Task, *(cls for cls in _subclasses(Task) if cls.__module__.startswith("rnnlab."))}
+    registered = {get_class(target) for target in TASKS.values()}
+    registered |= {get_class(entry.task) for shapes in registry.FAMILIES.values() for entry in shapes.values()
+                   if entry.task}
+    assert registered <= tasks  # every task= option and every family's own task (NGramTask, HMMTaggingTask)
+    drifted = [f"{cls.__qualname__}: takes_tokenizer={cls.takes_tokenizer}, __init__ takes tokenizer: "
+               f"{_init_takes_tokenizer(cls)}" for cls in tasks if cls.takes_tokenizer != _init_takes_tokenizer(cls)]
+    assert not drifted
 
 # --- checkpoints from before the task base ------------------------------------------------------------------
 def test_an_old_language_model_checkpoint_writes_text():

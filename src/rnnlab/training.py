@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 import warnings
@@ -77,7 +76,7 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     task_class = registry.task_class(get_class(cfg.task._target_), cfg.model)  # model=ngram counts instead
     check_fits(datamodule, task_class, cfg)
     task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
-    if hasattr(datamodule, "tokenizer_state") and "tokenizer" in inspect.signature(task_class).parameters:
+    if hasattr(datamodule, "tokenizer_state") and task_class.takes_tokenizer:
         task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
     task = task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
                       scheduler=plain.get("scheduler"), **task_kwargs)

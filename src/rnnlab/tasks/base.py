@@ -13,8 +13,9 @@ class owns:
 - what tracking asks of a task: the metrics a sweep summary and report.py show by default (`summary_metrics`,
   `report_metrics`) and `log_files` for artifacts.
 
-A subclass sets `shape` and `data_inputs` (the hyperparameters its data decides, e.g. vocabulary sizes) and
-implements training_step and its evaluation hooks, calling `self.train_epoch.log_step(self, nll, tokens)`.
+A subclass sets `shape`, `data_inputs` (the hyperparameters its data decides, e.g. vocabulary sizes) and, if its
+__init__ takes the data's tokenizer, `takes_tokenizer`; it implements training_step and its evaluation hooks, calling
+`self.train_epoch.log_step(self, nll, tokens)`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Task(L.LightningModule):
     shape: ClassVar[str]  # the network shape this task trains (rnnlab.models.registry)
     option: ClassVar[str]  # how a user picks it: "task=lm"
     data_inputs: ClassVar[tuple[str, ...]] = ()  # hyperparameters the data decides (vocabulary sizes, ids)
+    # whether __init__ takes `tokenizer` (the data's tokenizer_state(), which train.py passes so that the checkpoint
+    # can read and write text): declared, not read from the signature, which a subclass's (*args, **kwargs) hides
+    takes_tokenizer: ClassVar[bool] = False
     summary_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss", "fit_seconds")  # a sweep's table
     report_metrics: ClassVar[tuple[str, ...]] = ("val/loss", "test/loss")  # report.py's default columns
     settings: ClassVar[tuple[str, ...]] = ()  # task keys eval.py and the prediction scripts may override

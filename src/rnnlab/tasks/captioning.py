@@ -83,6 +83,7 @@ def cider_percent(per_image: Iterable[float]) -> float:
 class CaptioningTask(Task):
     shape, option = "captioner", "task=captioning"
     data_inputs = ("vocab_size", "pad_id", "bos_id", "eos_id", "image_size")
+    takes_tokenizer = True
     settings = DECODING_KEYS
     summary_metrics = ("val/loss", "val/ppl", "val/bleu", "test/bleu", "test/cider", "test/assertion_acc",
                        "fit_seconds")

@@ -47,6 +47,7 @@ STAGES = ("val", "test")
 class ClassificationTask(Task):
     shape, option = "classifier", "task=classification"
     data_inputs = ("vocab_size", "num_classes", "pad_id")
+    takes_tokenizer = True
     summary_metrics = ("val/loss", "val/acc", "val/macro_f1", "test/acc", "fit_seconds")
     report_metrics = ("val/acc", "val/macro_f1", "test/acc")
 

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class HMMTaggingTask(Counted, TaggingTask):
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.hparams.word_dropout:  # said here, not in __init__: train.py reads __init__'s signature
+        if self.hparams.word_dropout:  # said when fitting, not in __init__: not again at each load of a checkpoint
             log.info("model=hmm counts the words themselves: task.word_dropout ignored")
 
     def output_layer(self, crf: bool, num_tags: int) -> PerWordSoftmax:

@@ -34,6 +34,7 @@ from rnnlab.tasks.base import Task
 class LanguageModelingTask(Task):
     shape, option = "lm", "task=lm"
     data_inputs = ("vocab_size",)
+    takes_tokenizer = True
     summary_metrics = ("val/loss", "val/ppl", "val/ppl_gap", "test/ppl", "fit_seconds")
     report_metrics = ("val/loss", "val/ppl", "test/ppl")
 

@@ -67,6 +67,7 @@ COUNTS = ("nll", "words", "correct", "unseen", "unseen_correct", "sentences", "s
 class TaggingTask(Task):
     shape, option = "tagger", "task=tagging"
     data_inputs = ("vocab_size", "num_tags", "pad_id", "num_chars")
+    takes_tokenizer = True
     summary_metrics = ("val/loss", "val/acc", "val/acc_unseen", "val/sentence_acc", "val/macro_f1", "val/span_f1",
                        "test/acc", "fit_seconds")
     report_metrics = ("val/acc", "val/acc_unseen", "val/span_f1", "test/acc")

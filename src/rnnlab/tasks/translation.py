@@ -140,6 +140,7 @@ def decoder_name(settings: dict[str, Any]) -> str:
 class TranslationTask(Task):
     shape, option = "seq2seq", "task=translation"
     data_inputs = DATA_INPUTS
+    takes_tokenizer = True
     settings = DECODING_KEYS
     summary_metrics = ("val/loss", "val/ppl", "test/ppl", "val/bleu", "test/bleu", "fit_seconds")
     report_metrics = ("val/bleu", "test/bleu", "test/chrf", "test/ppl")

@@ -1,11 +1,12 @@
 # shellcheck shell=bash
-# What the studies' run.sh (tagging/, classification/) share. Each sets STUDY (its folder here, the prefix of its
-# MLflow experiments and logs) and SEEDS, then sources this file: the run then starts at the repository root.
+# What the studies' run.sh (tagging/, classification/, attention_variants/) share. Each sets STUDY (its folder here,
+# the prefix of its MLflow experiments and logs) and, for target, SEEDS, then sources this file: the run then goes on
+# at the repository root.
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
 HERE=experiments/$STUDY
 SHARED_DATA=${SHARED_DATA:-../shared/data}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per run: the issues' budget is one thread of this CPU
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # one thread per run: one core per lane; the issues' budgets are one thread
 QUIET="callbacks.progress_bar=null +trainer.enable_progress_bar=false"
 
 target() {  # $1: the recipe (conf/experiment/), $2: its data folder, then overrides; seeds: $SEEDS

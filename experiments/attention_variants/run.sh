@@ -8,12 +8,8 @@
 #   bash experiments/attention_variants/run.sh            (from the repository root)
 #   bash experiments/attention_variants/run.sh lane1|lane2|report     (one part: the lanes run one per core)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-PY=.venv/bin/python
-HERE=experiments/attention_variants
-SHARED_DATA=${SHARED_DATA:-../shared/data}
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1   # two lanes side by side, one core each
-QUIET="callbacks.progress_bar=null +trainer.enable_progress_bar=false"
+STUDY=attention_variants
+source "$(dirname "$0")/../lib.sh"   # cd to the repository root; PY, SHARED_DATA, QUIET, report_of, two_lanes
 
 multi30k() {  # one seed: 18 jobs, one after another
   $PY train.py -m experiment=compare_attention_multi30k seed=$1 data.root=$SHARED_DATA/multi30k \
@@ -26,22 +22,14 @@ lane1() {
 lane2() { multi30k 1; }
 report() {
   local lengths=test/bleu_by_len/1-10,test/bleu_by_len/11-20,test/bleu_by_len/21-30
-  $PY report.py attention_variants-synthetic --out $HERE/results/synthetic --group-by attention \
-    --metrics val/bleu,test/bleu,$lengths,test/ppl,fit_seconds
-  $PY report.py attention_variants-multi30k --out $HERE/results/multi30k --group-by model,attention \
+  report_of synthetic --group-by attention --metrics val/bleu,test/bleu,$lengths,test/ppl,fit_seconds
+  report_of multi30k --group-by model,attention \
     --metrics val/bleu,test/bleu,test/bleu_lc,test/chrf,test/ppl,$lengths,fit_seconds
   $PY $HERE/plot_lengths.py $HERE/results/synthetic $HERE/results/multi30k
 }
 
 case "${1:-all}" in
   lane1|lane2|report) "$1" ;;
-  all)
-    $PY -c "from rnnlab.tracking import mlflow_store as s; s.ensure_store(s.default_tracking_uri())"  # before jobs
-    started=$(date +%s)
-    lane1 > logs/attention_variants-lane1.log 2>&1 &
-    lane2 > logs/attention_variants-lane2.log 2>&1 &
-    wait
-    echo "sweeps: $(( ($(date +%s) - started) / 60 )) min"
-    report ;;
+  all) two_lanes lane1 lane2 sweeps; report ;;
   *) echo "usage: $0 [all|lane1|lane2|report]" >&2; exit 2 ;;
 esac

@@ -302,6 +302,21 @@ def test_resuming_after_a_config_file_changed_is_refused(finished_run, tmp_path)
         fit([*LM, "logger=csv", f"resume={run_dir}"], tmp_path)
 
 
+def test_a_model_key_added_since_the_run_passes_only_at_its_default():
+    """A run trained before model.recurrent_init existed resumes (tests/test_task_family.py resumes such runs); the
+    key counts as added only at the value that builds what the code built then."""
+    from types import SimpleNamespace
+
+    from rnnlab.resume.run import _keys_added_since
+
+    checkpoint = {"hyper_parameters": {"model": {"cell": "lstm", "hidden_size": 8}}}
+    now = {"cell": "lstm", "hidden_size": 8, "recurrent_init": "default", "chrono_max": None}
+    task = SimpleNamespace(hparams={"model": now}, shape="lm")
+    assert _keys_added_since(checkpoint, task) == {"recurrent_init": "default", "chrono_max": None}
+    task.hparams["model"] = {**now, "recurrent_init": "orthogonal"}
+    assert _keys_added_since(checkpoint, task) == {"chrono_max": None}  # so the model check names recurrent_init
+
+
 def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path):
     # an Elman ReLU net with SGD at lr 100 and no clipping: the loss is NaN within a few steps
     overrides = [*LM, "model=rnn", "model.nonlinearity=relu", "optimizer=sgd", "optimizer.lr=100",

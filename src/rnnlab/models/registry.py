@@ -111,6 +111,13 @@ def build(model: dict[str, Any], shape: str, **inputs: Any):
     return network_class(**inputs, **options)
 
 
+def defaults(model: dict[str, Any], shape: str) -> dict[str, Any]:
+    """The network's keyword defaults for `model`'s family and `shape`: what a model.* key absent from a config
+    (one written before the key existed) builds."""
+    parameters = inspect.signature(get_class(network(model, shape).target)).parameters
+    return {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+
+
 def ignored_keys(model: dict[str, Any], shape: str) -> list[str]:
     """The model.* keys `build` leaves out for this family (to say so in the log)."""
     entry = network(model, shape)

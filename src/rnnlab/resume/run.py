@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from rnnlab.errors import ConfigError
+from rnnlab.models import registry
 from rnnlab.resume.command import locate
 from rnnlab.resume.records import CHECKPOINT, Resume, read_record, trained_config
 
@@ -30,9 +31,13 @@ def prepare(cfg: DictConfig, task: L.LightningModule, tracking_uri: str | None) 
     run_dir = locate(str(target), Path(cfg.paths.log_dir), tracking_uri)
     checkpoint_path = run_dir / CHECKPOINT
     checkpoint = checkpoint_io.load(checkpoint_path, f"resume={run_dir}")
-    _check_same_model(checkpoint, task, run_dir)
+    added = _keys_added_since(checkpoint, task)
+    _check_same_model(checkpoint, task, run_dir, added)
     record = read_record(run_dir)
-    _check_same_training(record.get("trained"), trained_config(cfg), run_dir)
+    trained = record.get("trained")
+    if trained is not None:
+        trained = {**{f"model.{key}": value for key, value in added.items()}, **trained}
+    _check_same_training(trained, trained_config(cfg), run_dir)
     run_id = record.get("mlflow_run_id")
     if run_id and tracking_uri:
         _check_run_exists(run_id, tracking_uri, record.get("tracking_uri"))
@@ -44,11 +49,26 @@ def prepare(cfg: DictConfig, task: L.LightningModule, tracking_uri: str | None) 
     return Resume(run_dir, checkpoint_path, run_id, step)
 
 
-def _check_same_model(checkpoint: dict[str, Any], task: L.LightningModule, run_dir: Path) -> None:
+def _keys_added_since(checkpoint: dict[str, Any], task: L.LightningModule) -> dict[str, Any]:
+    """The model.* keys the checkpoint lacks that are at the network's default now: keys added to rnnlab after the
+    run was trained. A new key's default builds what the code built before it existed, so they change nothing."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("model") or {}
+    built = dict(task.hparams).get("model") or {}
+    if not saved or not built:
+        return {}
+    defaults = registry.defaults(built, task.shape)
+    return {key: value for key, value in built.items()
+            if key not in saved and key in defaults and defaults[key] == value}
+
+
+def _check_same_model(checkpoint: dict[str, Any], task: L.LightningModule, run_dir: Path,
+                      added: dict[str, Any]) -> None:
     saved = checkpoint.get("hyper_parameters") or {}
     built = dict(task.hparams)
     for key in ("model", *(k for k in built if k.endswith("vocab_size"))):
         old, new = saved.get(key), built.get(key)
+        if key == "model" and isinstance(old, dict):
+            old = {**added, **old}
         if old == new:
             continue
         if isinstance(old, dict) and isinstance(new, dict):

@@ -113,6 +113,9 @@ def test_the_bag_of_words_runs_beside_the_rnns_in_one_sweep():
         registry.build(SMALL, "classifier", vocab_size=9, num_classes=2, pad_id=0, pooling="sum")
     with pytest.raises(ConfigError, match="model.tie_weights=true ties a language model's output layer"):
         registry.build({**SMALL, "tie_weights": True}, "classifier", vocab_size=9, num_classes=2, pad_id=0)
+    with pytest.raises(ConfigError, match="model.forget_bias applies to lstm only, not gru"):  # the layer's check
+        registry.build({**SMALL, "cell": "gru", "forget_bias": 1.0}, "classifier", vocab_size=9, num_classes=2,
+                       pad_id=0)
 
 
 def test_scores_equal_scikit_learns():

@@ -31,6 +31,9 @@ CASES = [
     ("trainer.gradient_clip_algorithm=clamp", "trainer.gradient_clip_algorithm=clamp is invalid: norm"),
     ("model=rnn model.leak=0.5", "model.leak needs backend=scratch"),
     ("model=skip_rnn model.skip=1", "model.skip=1 must be an integer ≥ 2"),
+    ("model=gru model.recurrent_init=xavier", "model.recurrent_init='xavier' is not one of default, orthogonal"),
+    ("model.forget_bias=chrono", "model.forget_bias=chrono needs chrono_max=T_max"),
+    ("model.chrono_max=25", "model.chrono_max applies to forget_bias=chrono only"),
 ]
 
 

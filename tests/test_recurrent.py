@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import time
@@ -163,20 +164,100 @@ def test_learned_initial_state_is_used_and_trained():
         assert layer.h0.grad.abs().sum() > 0 and layer.C0.grad.abs().sum() > 0
 
 
+def effective_biases(layer) -> list[torch.Tensor]:
+    """The bias each gate sees, per layer and direction: fused b_ih + b_hh, scratch b."""
+    if hasattr(layer, "cells"):
+        return [cell.b.detach() for cell in layer.cells]
+    return [getattr(layer.module, f"bias_ih_{suffix}").detach() + getattr(layer.module, f"bias_hh_{suffix}").detach()
+            for suffix in recurrent_weight_suffixes(layer)]
+
+
+def recurrent_weight_suffixes(layer) -> list[str]:
+    return [f"l{k}{direction}" for k in range(layer.num_layers) for direction in ["", "_reverse"][: layer.directions]]
+
+
+def recurrent_weights(layer) -> list[torch.Tensor]:
+    """W_hh (G·H, H) per layer and direction, either backend."""
+    if hasattr(layer, "cells"):
+        return [cell.W_rec.detach() for cell in layer.cells]
+    return [getattr(layer.module, f"weight_hh_{suffix}").detach() for suffix in recurrent_weight_suffixes(layer)]
+
+
 def test_forget_bias_sets_every_layer_and_direction():
     fused = recurrent_layer("lstm", 3, 4, num_layers=2, bidirectional=True, forget_bias=1.0)
-    effective = {}
-    for name, bias in fused.module.named_parameters():
-        if name.startswith("bias_"):
-            suffix = name.split("_", 2)[2]  # l0, l0_reverse, l1, ...
-            effective[suffix] = effective.get(suffix, 0) + bias.detach()
-    assert len(effective) == 4
-    for bias in effective.values():
+    assert len(effective_biases(fused)) == 4
+    for bias in effective_biases(fused):
         assert torch.equal(bias[4:8], torch.ones(4))  # f gate: b_ih + b_hh = 1
         assert not torch.equal(bias[:4], torch.zeros(4))  # other gates keep torch's init
     scratch = recurrent_layer("lstm", 3, 4, num_layers=2, bidirectional=True, forget_bias=1.0, backend="scratch")
-    for cell in scratch.cells:
-        assert torch.equal(cell.b[4:8].detach(), torch.ones(4))
+    for bias in effective_biases(scratch):
+        assert torch.equal(bias[4:8], torch.ones(4))
+
+
+@pytest.mark.parametrize("backend", ["fused", "scratch"])
+def test_chrono_bias_spreads_the_forget_gates_time_scales_over_2_to_T_max(backend):
+    """b_f ~ log U(1, T_max − 1), b_i = −b_f, so 1 / (1 − f_t) at the start lies in (2, T_max); fused: b_ih + b_hh."""
+    torch.manual_seed(0)
+    H, T_max = 200, 25
+    layer = recurrent_layer("lstm", 3, H, num_layers=2, bidirectional=True, forget_bias="chrono", chrono_max=T_max,
+                            backend=backend)
+    biases = effective_biases(layer)
+    assert len(biases) == 4
+    for bias in biases:
+        b_i, b_f = bias[:H], bias[H : 2 * H]
+        assert b_f.min() >= 0 and b_f.max() <= math.log(T_max - 1)
+        time_scale = 1 / (1 - torch.sigmoid(b_f))  # = 1 + exp(b_f), uniform on (2, T_max)
+        assert abs(time_scale.mean().item() - (2 + T_max) / 2) < 2  # 200 draws: the mean's std is ≈ 0.5
+        torch.testing.assert_close(b_i, -b_f, rtol=0, atol=1e-6)
+    assert not torch.equal(biases[0][H : 2 * H], biases[1][H : 2 * H])  # each layer and direction draws its own
+    if backend == "fused":  # torch's second bias is 0 on the rows chrono sets, so the sum is the intended bias
+        for suffix in recurrent_weight_suffixes(layer):
+            assert torch.equal(getattr(layer.module, f"bias_hh_{suffix}")[: 2 * H].detach(), torch.zeros(2 * H))
+
+
+@pytest.mark.parametrize("backend", ["fused", "scratch"])
+@pytest.mark.parametrize("cell,options", [("rnn", {}), ("lstm", {}), ("gru", {"gru_form": "torch"}),
+                                          ("gru", {"gru_form": "lecture"})], ids=["rnn", "lstm", "gru-torch", "gru"])
+def test_orthogonal_init_makes_each_gate_block_of_W_hh_orthogonal(cell, options, backend):
+    if backend == "fused":
+        options = {k: v for k, v in options.items() if k != "gru_form"}
+    H = 6
+    torch.manual_seed(0)
+    default = recurrent_layer(cell, 5, H, num_layers=2, bidirectional=True, backend=backend, **options)
+    torch.manual_seed(0)
+    layer = recurrent_layer(cell, 5, H, num_layers=2, bidirectional=True, backend=backend,
+                            recurrent_init="orthogonal", **options)
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    for W_hh in recurrent_weights(layer):
+        assert W_hh.shape == (gates * H, H)
+        for block in W_hh.split(H):
+            torch.testing.assert_close(block @ block.T, torch.eye(H), rtol=0, atol=1e-5)
+    # input weights and biases keep torch's init: the same numbers as without it where the draws line up (fused:
+    # every layer, since torch draws them all before the orthogonal blocks; scratch: the first cell's W_in and b,
+    # drawn before its W_rec is redrawn)
+    kept = [name for name in default.state_dict() if "weight_hh" not in name] if backend == "fused" else \
+        ["cells.0.W_in", "cells.0.b"]
+    assert all(torch.equal(layer.state_dict()[name], default.state_dict()[name]) for name in kept)
+
+
+@pytest.mark.parametrize("backend", ["fused", "scratch"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_default_recurrent_init_is_the_init_of_before(cell, backend):
+    """recurrent_init=default draws exactly what the layer drew before the option existed: torch's own module's
+    weights (fused), and nothing more from the random stream (both)."""
+    torch.manual_seed(0)
+    before = recurrent_layer(cell, 5, 6, num_layers=2, backend=backend)
+    next_before = torch.rand(1)
+    torch.manual_seed(0)
+    default = recurrent_layer(cell, 5, 6, num_layers=2, backend=backend, recurrent_init="default")
+    assert torch.equal(torch.rand(1), next_before)
+    for name, value in before.state_dict().items():
+        assert torch.equal(default.state_dict()[name], value), name
+    if backend == "fused":
+        torch.manual_seed(0)
+        torch_module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](5, 6, num_layers=2)
+        for name, value in torch_module.state_dict().items():
+            assert torch.equal(default.module.state_dict()[name], value), name
 
 
 def test_leak_one_is_the_plain_rnn_and_skip_changes_the_function():
@@ -217,6 +298,12 @@ def test_gru_lecture_form_follows_its_equations():
     (dict(cell="rnn", skip=1, backend="scratch"), "skip=1 must be an integer ≥ 2"),
     (dict(cell="rnn", leak=1.5, backend="scratch"), "leak=1.5 must be in"),
     (dict(cell="rnn", backend="cudnn"), "backend='cudnn' is not one of fused, scratch"),
+    (dict(cell="gru", recurrent_init="xavier"), "recurrent_init='xavier' is not one of default, orthogonal"),
+    (dict(cell="gru", forget_bias="chrono", chrono_max=25), "forget_bias applies to lstm only, not gru"),
+    (dict(cell="lstm", forget_bias="chrono"), "forget_bias=chrono needs chrono_max=T_max"),
+    (dict(cell="lstm", forget_bias="chrno"), "forget_bias='chrno' is invalid: a number .*, chrono or null"),
+    (dict(cell="lstm", forget_bias=1.0, chrono_max=25), "chrono_max applies to forget_bias=chrono only"),
+    (dict(cell="lstm", forget_bias="chrono", chrono_max=1), "chrono_max=1 is invalid: a number ≥ 2"),
 ])
 def test_bad_options(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -222,6 +222,7 @@ BAD = [
      "model.tie_weights=true needs model.embedding_size == model.hidden_size"),
     (dict(backend="cuda"), "model.backend='cuda' is not one of fused, scratch"),
     (dict(cell="gru", forget_bias=1.0), "model.forget_bias applies to lstm only"),
+    (dict(recurrent_init="eye"), "model.recurrent_init='eye' is not one of default, orthogonal"),
     (dict(attention={"type": "luong_mlp"}), "attention.type='luong_mlp' is invalid: choose one of none, bahdanau"),
     (dict(attention={"window": 3}), "attention.type is missing"),
     (dict(attention={"type": "local", "widow": 3}), "attention.widow is not an option here; valid: type, window"),

@@ -58,6 +58,8 @@ def test_the_registry_builds_the_tagger_and_the_hmm_and_refuses_the_rest():
         ({"family": "hmm", "order": 3}, "tagger", "model.order=3 is invalid: 1 (a tag depends on the one before)"),
         ({"family": "hmm", "smoothing": "kn"}, "tagger", "model.smoothing is not an option here; valid: "),
         ({**SMALL, "tie_weights": True}, "tagger", "model.tie_weights=true ties a language model's output layer"),
+        ({**SMALL, "recurrent_init": "eye"}, "tagger", "model.recurrent_init='eye' is not one of default, orthogonal"),
+        ({**SMALL, "forget_bias": "chrono"}, "tagger", "model.forget_bias=chrono needs chrono_max=T_max"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             registry.build(model, shape, vocab_size=9, num_tags=3, pad_id=0, **({"num_classes": 2, "pooling": "last"}

@@ -83,9 +83,10 @@ class Captioner(Seq2Seq):
                  freeze_encoder: bool = False, cell: str = "lstm", embedding_size: int = 128, hidden_size: int = 256,
                  num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False, input_feeding: bool = False,
                  tie_weights: bool = False, teacher_forcing: float = 1.0, attention: dict | None = None,
-                 backend: str = "fused", nonlinearity: str = "tanh", forget_bias: float | None = None,
+                 backend: str = "fused", nonlinearity: str = "tanh", forget_bias: float | str | None = None,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                 learn_initial_state: bool = False, skip: int | None = None, locked_dropout: bool = False):
+                 learn_initial_state: bool = False, skip: int | None = None, locked_dropout: bool = False,
+                 recurrent_init: str = "default", chrono_max: float | None = None):
         grid = _check_encoder(encoder, encoder_layers, encoder_channels, encoder_weights, freeze_encoder, image_size)
         channels = encoder_channels if encoder == "cnn" else resnet.channels(encoder)  # C, a region's size
         for key, value in (("bidirectional", bidirectional), ("learn_initial_state", learn_initial_state)):
@@ -98,7 +99,8 @@ class Captioner(Seq2Seq):
                          dropout=dropout, encoder_hidden_size=channels, input_feeding=input_feeding,
                          tie_weights=tie_weights, teacher_forcing=teacher_forcing, attention=attention,
                          backend=backend, nonlinearity=nonlinearity, forget_bias=forget_bias, gru_form=gru_form,
-                         leak=leak, learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout)
+                         leak=leak, learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout,
+                         recurrent_init=recurrent_init, chrono_max=chrono_max)
         # the text encoder and its bridge that Seq2Seq built: the CNN and the projections of ā replace them
         del self.encoder, self.src_embedding, self.bridge_h, self.bridge_C
         self.grid = grid  # (h, w) of the regions, for pictures of where the decoder looks

@@ -57,9 +57,10 @@ class RNNClassifier(nn.Module):
     def __init__(self, vocab_size: int, num_classes: int, pad_id: int = 0, pooling: str = "last", cell: str = "lstm",
                  embedding_size: int = 128, hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0,
                  bidirectional: bool = False, tie_weights: bool = False, nonlinearity: str = "tanh",
-                 forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                 forget_bias: float | str | None = None, backend: str = "fused", learn_initial_state: bool = False,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                 skip: int | None = None, locked_dropout: bool = False):
+                 skip: int | None = None, locked_dropout: bool = False, recurrent_init: str = "default",
+                 chrono_max: float | None = None):
         super().__init__()
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
                            dropout=dropout, nonlinearity=nonlinearity)
@@ -73,10 +74,14 @@ class RNNClassifier(nn.Module):
         self.pooling, self.pad_id = pooling, pad_id
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout=dropout,
-                                   bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
-                                   backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
-                                   leak=leak, learn_leak=learn_leak, skip=skip)
+        try:
+            self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout=dropout,
+                                       bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
+                                       backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
+                                       leak=leak, learn_leak=learn_leak, skip=skip, recurrent_init=recurrent_init,
+                                       chrono_max=chrono_max)
+        except ValueError as error:  # the layer names its argument; here it is a model.* key
+            raise ConfigError(f"model.{error}") from None
         size = self.rnn.output_size
         if pooling == "attention":
             self.attention_proj = nn.Linear(size, size)

@@ -22,9 +22,10 @@ class RNNLanguageModel(nn.Module):
     def __init__(self, vocab_size: int, cell: str = "lstm", embedding_size: int = 128,
                  hidden_size: int = 256, num_layers: int = 2, dropout: float = 0.0,
                  bidirectional: bool = False, tie_weights: bool = False, nonlinearity: str = "tanh",
-                 forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                 forget_bias: float | str | None = None, backend: str = "fused", learn_initial_state: bool = False,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                 skip: int | None = None, locked_dropout: bool = False):
+                 skip: int | None = None, locked_dropout: bool = False, recurrent_init: str = "default",
+                 chrono_max: float | None = None):
         super().__init__()
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size,
                            num_layers=num_layers, dropout=dropout, nonlinearity=nonlinearity)
@@ -41,7 +42,8 @@ class RNNLanguageModel(nn.Module):
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
                                        nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend,
                                        learn_initial_state=learn_initial_state, gru_form=gru_form, leak=leak,
-                                       learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout)
+                                       learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout,
+                                       recurrent_init=recurrent_init, chrono_max=chrono_max)
         except ValueError as error:  # the layer names its argument; here it is a model.* key
             raise ConfigError(f"model.{error}") from None
         self.decoder = nn.Linear(hidden_size, vocab_size)

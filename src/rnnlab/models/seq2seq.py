@@ -70,7 +70,8 @@ class Seq2Seq(nn.Module):
     bidirectional encoder gives encoder states of the decoder's size, as luong_dot needs.
     attention: None or {"type": one of ATTENTION_TYPES, "window": D, "score": ...} (the `attention` group).
     learn_initial_state: the encoder's h_0 (the decoder's comes from the bridge). The cell options
-    (backend, nonlinearity, forget_bias, gru_form, leak, learn_leak) apply to encoder and decoder alike.
+    (backend, nonlinearity, forget_bias, chrono_max, recurrent_init, gru_form, leak, learn_leak) apply to encoder
+    and decoder alike.
     """
 
     def __init__(self, src_vocab_size: int, tgt_vocab_size: int, pad_id: int, bos_id: int, eos_id: int,
@@ -78,9 +79,10 @@ class Seq2Seq(nn.Module):
                  dropout: float = 0.0, bidirectional: bool = False, encoder_hidden_size: int | None = None,
                  reverse_source: bool = False, input_feeding: bool = False, tie_weights: bool = False,
                  teacher_forcing: float = 1.0, attention: dict | None = None, backend: str = "fused",
-                 nonlinearity: str = "tanh", forget_bias: float | None = None, gru_form: str | None = None,
+                 nonlinearity: str = "tanh", forget_bias: float | str | None = None, gru_form: str | None = None,
                  leak: float | None = None, learn_leak: bool = False, learn_initial_state: bool = False,
-                 skip: int | None = None, locked_dropout: bool = False):
+                 skip: int | None = None, locked_dropout: bool = False, recurrent_init: str = "default",
+                 chrono_max: float | None = None):
         super().__init__()
         if locked_dropout:
             # the decoder runs one step per call while decoding: a per-sequence mask would need threading
@@ -111,8 +113,9 @@ class Seq2Seq(nn.Module):
         self.bahdanau = attention is not None and attention["type"] == "bahdanau"
         # input_t = [E_tgt y_{t-1}; c_t (bahdanau); h̃_{t-1} (input feeding)]
         decoder_input_size = embedding_size + self.bahdanau * memory_size + input_feeding * hidden_size
-        cell_options = dict(nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend, gru_form=gru_form,
-                            leak=leak, learn_leak=learn_leak)
+        cell_options = dict(nonlinearity=nonlinearity, forget_bias=forget_bias, chrono_max=chrono_max,
+                            recurrent_init=recurrent_init, backend=backend, gru_form=gru_form, leak=leak,
+                            learn_leak=learn_leak)
         try:
             self.encoder = recurrent_layer(cell, embedding_size, encoder_hidden_size, num_layers, dropout,
                                            bidirectional=bidirectional, learn_initial_state=learn_initial_state,

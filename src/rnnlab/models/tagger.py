@@ -31,11 +31,12 @@ from rnnlab.nn.characters import KINDS, char_encoder, word_char_vectors
 class RNNTagger(nn.Module):
     def __init__(self, vocab_size: int, num_tags: int, pad_id: int = 0, cell: str = "lstm", embedding_size: int = 128,
                  hidden_size: int = 256, num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = True,
-                 tie_weights: bool = False, nonlinearity: str = "tanh", forget_bias: float | None = None,
+                 tie_weights: bool = False, nonlinearity: str = "tanh", forget_bias: float | str | None = None,
                  backend: str = "fused", learn_initial_state: bool = False, gru_form: str | None = None,
                  leak: float | None = None, learn_leak: bool = False, skip: int | None = None,
                  locked_dropout: bool = False, num_chars: int = 0, char_features: str = "none", char_dim: int = 32,
-                 char_hidden: int = 64, char_kernel: int = 3):
+                 char_hidden: int = 64, char_kernel: int = 3, recurrent_init: str = "default",
+                 chrono_max: float | None = None):
         super().__init__()
         check_architecture(cell=cell, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=num_layers,
                            dropout=dropout, nonlinearity=nonlinearity)
@@ -52,10 +53,14 @@ class RNNTagger(nn.Module):
         self.chars = char_encoder(char_features, num_chars, char_dim, char_hidden, char_kernel)
         input_size = embedding_size + (self.chars.output_size if self.chars else 0)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = recurrent_layer(cell, input_size, hidden_size, num_layers, dropout=dropout,
-                                   bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
-                                   backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
-                                   leak=leak, learn_leak=learn_leak, skip=skip)
+        try:
+            self.rnn = recurrent_layer(cell, input_size, hidden_size, num_layers, dropout=dropout,
+                                       bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
+                                       backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
+                                       leak=leak, learn_leak=learn_leak, skip=skip, recurrent_init=recurrent_init,
+                                       chrono_max=chrono_max)
+        except ValueError as error:  # the layer names its argument; here it is a model.* key
+            raise ConfigError(f"model.{error}") from None
         self.out = nn.Linear(self.rnn.output_size, num_tags)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,6 +13,10 @@ matters, except for the GRU's torch form, which keeps a separate recurrent candi
 
 Each cell's `step(u_t, state, W)` takes u_t = W_in x_t + b (precomputed) and mirrors its equations
 line by line. `state` is h_{t-1} for all cells but the LSTM, whose state is (h_{t-1}, C_{t-1}).
+
+Initialisation is torch.nn.RNN/LSTM/GRU's (every weight and bias ~ U(−1/√H, 1/√H)), so both backends start
+from the same distribution; `recurrent_init`, `forget_bias` and `chrono_max` change it the same way for
+both (the helpers below are shared with rnnlab/nn/recurrent.py's fused layer).
 W = `cell.weights()` holds the recurrent weights as the step uses them (transposed, split by gate),
 made once per sequence: a view made inside the loop would add a graph node per step, and its
 backward would materialise a full-size gradient per step.
@@ -27,6 +31,48 @@ import torch.nn.functional as F
 from torch import nn
 
 NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+RECURRENT_INITS = ("default", "orthogonal")
+CHRONO = "chrono"  # the forget_bias value that asks for chrono initialisation
+
+
+def orthogonal_recurrent_(W_rec: torch.Tensor, hidden_size: int) -> None:
+    """Each gate's H × H block of W_rec (G·H, H) becomes a random orthogonal matrix, in place.
+
+    An orthogonal W_rec keeps every singular value at 1, so h_{t-1} ↦ W_rec h_{t-1} neither shrinks nor blows
+    up a signal or its gradient over many steps at the start (Saxe et al. 2014); the gates each get their own.
+    """
+    with torch.no_grad():
+        for block in W_rec.split(hidden_size):
+            nn.init.orthogonal_(block)
+
+
+def lstm_gate_bias_(b: torch.Tensor, hidden_size: int, forget_bias: float | str | None,
+                    chrono_max: float | None = None, b_rec: torch.Tensor | None = None) -> None:
+    """The LSTM's initial gate biases, in place in b (4H, rows i, f, C̃, o):
+
+        forget_bias = a number:  b_f = forget_bias                   (Gers et al. 2000; 1 in Jozefowicz et al. 2015)
+        forget_bias = "chrono":  b_f ~ log U(1, T_max − 1) per unit,  b_i = −b_f,  T_max = chrono_max
+                                 (Tallec & Ollivier 2018: f_t ≈ 1 − 1/T keeps a unit's memory for about T steps,
+                                 so the units' time scales spread over 2..T_max, each writing about as much as
+                                 it forgets)
+        forget_bias = None:      unchanged
+
+    b_rec is torch's second bias vector (b_hh, added to b = b_ih): its rows set here become 0, so that the sum
+    b + b_rec, the bias the gates see, is the one intended.
+    """
+    if forget_bias is None:
+        return
+    H = hidden_size
+    with torch.no_grad():
+        if forget_bias == CHRONO:
+            b_f = b.new_empty(H).uniform_(1, chrono_max - 1).log()
+            b[:H], b[H : 2 * H] = -b_f, b_f
+            rows = slice(0, 2 * H)
+        else:
+            b[H : 2 * H] = forget_bias
+            rows = slice(H, 2 * H)
+        if b_rec is not None:
+            b_rec[rows] = 0
 
 
 class Cell(nn.Module):
@@ -35,9 +81,10 @@ class Cell(nn.Module):
     blocks = 1
     carries_cell_state = False
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, recurrent_init: str = "default"):
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
+        self.recurrent_init = recurrent_init
         rows = self.blocks * hidden_size
         self.W_in = nn.Parameter(torch.empty(rows, input_size))
         self.W_rec = nn.Parameter(torch.empty(rows, hidden_size))
@@ -49,6 +96,8 @@ class Cell(nn.Module):
         bound = 1 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             nn.init.uniform_(weight, -bound, bound)
+        if self.recurrent_init == "orthogonal":
+            orthogonal_recurrent_(self.W_rec, self.hidden_size)
 
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
         """W_in x_t + b for every t at once: (B, T, I) → (B, T, G·H)."""
@@ -70,12 +119,14 @@ class ElmanCell(Cell):
 
     skip d (skip connection through time):  σ(W_in x_t + W_rec h_{t-1} + W_skip h_{t-d} + b),
     so a gradient can reach step t − k in about k/d multiplications instead of k. The layer
-    supplies h_{t-d} (zeros before the start of the sequence or TBPTT window).
+    supplies h_{t-d} (zeros before the start of the sequence or TBPTT window). recurrent_init applies to
+    W_rec only; W_skip keeps the uniform initialisation.
     """
 
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh",
-                 leak: float | None = None, learn_leak: bool = False, skip: int | None = None):
-        super().__init__(input_size, hidden_size)
+                 leak: float | None = None, learn_leak: bool = False, skip: int | None = None,
+                 recurrent_init: str = "default"):
+        super().__init__(input_size, hidden_size, recurrent_init)
         self.sigma = NONLINEARITIES[nonlinearity]
         if skip is not None and (not isinstance(skip, int) or skip < 2):
             raise ValueError(f"skip={skip} must be an integer ≥ 2 (d = 1 is the ordinary recurrence)")
@@ -123,17 +174,17 @@ class LSTMCell(Cell):
         C_t = f_t ⊙ C_{t-1} + i_t ⊙ C̃_t
         h_t = o_t ⊙ tanh(C_t)
 
-    forget_bias: initial b_f (None keeps the uniform init, b_f ≈ 0 so f_t ≈ 0.5).
+    forget_bias: initial b_f, a number or "chrono" (with chrono_max; see lstm_gate_bias_). None keeps the
+    uniform init, b_f ≈ 0 so f_t ≈ 0.5.
     """
 
     blocks = 4
     carries_cell_state = True
 
-    def __init__(self, input_size: int, hidden_size: int, forget_bias: float | None = None):
-        super().__init__(input_size, hidden_size)
-        if forget_bias is not None:
-            with torch.no_grad():
-                self.b[hidden_size : 2 * hidden_size] = forget_bias
+    def __init__(self, input_size: int, hidden_size: int, forget_bias: float | str | None = None,
+                 chrono_max: float | None = None, recurrent_init: str = "default"):
+        super().__init__(input_size, hidden_size, recurrent_init)
+        lstm_gate_bias_(self.b, hidden_size, forget_bias, chrono_max)
 
     def step(self, u_t, state, W):
         (W_rec_T,) = W
@@ -168,11 +219,11 @@ class GRUCell(Cell):
 
     blocks = 3
 
-    def __init__(self, input_size: int, hidden_size: int, form: str = "lecture"):
+    def __init__(self, input_size: int, hidden_size: int, form: str = "lecture", recurrent_init: str = "default"):
         if form not in ("lecture", "torch"):
             raise ValueError(f"gru_form={form!r} must be 'lecture' or 'torch'")
         self.form = form
-        super().__init__(input_size, hidden_size)
+        super().__init__(input_size, hidden_size, recurrent_init)
         self.b_rec = nn.Parameter(torch.empty(hidden_size)) if form == "torch" else None
         if self.b_rec is not None:
             nn.init.uniform_(self.b_rec, -1 / math.sqrt(hidden_size), 1 / math.sqrt(hidden_size))
@@ -193,12 +244,15 @@ class GRUCell(Cell):
 
 
 def make_cell(cell: str, input_size: int, hidden_size: int, nonlinearity: str = "tanh",
-              forget_bias: float | None = None, gru_form: str = "lecture", leak: float | None = None,
-              learn_leak: bool = False, skip: int | None = None) -> Cell:
+              forget_bias: float | str | None = None, chrono_max: float | None = None, gru_form: str = "lecture",
+              leak: float | None = None, learn_leak: bool = False, skip: int | None = None,
+              recurrent_init: str = "default") -> Cell:
     if cell == "rnn":
-        return ElmanCell(input_size, hidden_size, nonlinearity, leak=leak, learn_leak=learn_leak, skip=skip)
+        return ElmanCell(input_size, hidden_size, nonlinearity, leak=leak, learn_leak=learn_leak, skip=skip,
+                         recurrent_init=recurrent_init)
     if cell == "lstm":
-        return LSTMCell(input_size, hidden_size, forget_bias=forget_bias)
+        return LSTMCell(input_size, hidden_size, forget_bias=forget_bias, chrono_max=chrono_max,
+                        recurrent_init=recurrent_init)
     if cell == "gru":
-        return GRUCell(input_size, hidden_size, form=gru_form)
+        return GRUCell(input_size, hidden_size, form=gru_form, recurrent_init=recurrent_init)
     raise ValueError(f"cell={cell!r} is not one of rnn, lstm, gru")

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.nn.bptt import LSTMSequence
-from rnnlab.nn.cells import Cell, LSTMCell, make_cell
+from rnnlab.nn.cells import CHRONO, RECURRENT_INITS, Cell, LSTMCell, lstm_gate_bias_, make_cell, orthogonal_recurrent_
 from rnnlab.nn.dropout import make_dropout
 
 CELLS = ("rnn", "lstm", "gru")
@@ -64,8 +64,9 @@ class FusedRecurrent(Recurrent):
     """torch.nn.RNN / LSTM / GRU behind the common interface."""
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0,
-                 bidirectional: bool = False, nonlinearity: str = "tanh", forget_bias: float | None = None,
-                 learn_initial_state: bool = False, locked_dropout: bool = False):
+                 bidirectional: bool = False, nonlinearity: str = "tanh", forget_bias: float | str | None = None,
+                 chrono_max: float | None = None, recurrent_init: str = "default", learn_initial_state: bool = False,
+                 locked_dropout: bool = False):
         super().__init__(cell, input_size, hidden_size, num_layers, dropout, bidirectional, learn_initial_state,
                          locked_dropout)
         # torch's kernel drops between layers with a fresh mask per step; a locked mask needs the layers
@@ -81,12 +82,13 @@ class FusedRecurrent(Recurrent):
             self.module = nn.GRU(**kwargs)
         else:
             self.module = nn.LSTM(**kwargs)
-            if forget_bias is not None:
-                with torch.no_grad():
-                    for name, bias in self.module.named_parameters():
-                        if name.startswith("bias_"):
-                            # torch stacks the gates (i, f, g, o); b_ih + b_hh is the effective b_f
-                            bias[hidden_size : 2 * hidden_size] = forget_bias if name.startswith("bias_ih") else 0
+        for layer in range(num_layers):
+            for suffix in ["", "_reverse"][: self.directions]:
+                get = lambda name: getattr(self.module, f"{name}_l{layer}{suffix}")  # noqa: B023
+                if recurrent_init == "orthogonal":
+                    orthogonal_recurrent_(get("weight_hh"), hidden_size)
+                if cell == "lstm":  # torch stacks the gates (i, f, g, o); b_ih + b_hh is the effective bias
+                    lstm_gate_bias_(get("bias_ih"), hidden_size, forget_bias, chrono_max, b_rec=get("bias_hh"))
         if self.layerwise:
             # one-layer modules of the same kind (first layer, upper layers), run with each layer's parameters
             # in turn; kept out of the module tree: their own parameters are never used, trained or saved
@@ -251,15 +253,21 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tenso
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
                     dropout: float = 0.0, bidirectional: bool = False, nonlinearity: str = "tanh",
-                    forget_bias: float | None = None, backend: str = "fused", learn_initial_state: bool = False,
+                    forget_bias: float | str | None = None, backend: str = "fused", learn_initial_state: bool = False,
                     gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
-                    skip: int | None = None, locked_dropout: bool = False) -> Recurrent:
+                    skip: int | None = None, locked_dropout: bool = False, recurrent_init: str = "default",
+                    chrono_max: float | None = None) -> Recurrent:
     """A batch-first multi-layer recurrent stack; `dropout` applies between layers.
 
     locked_dropout: one dropout mask per sequence between layers (rnnlab.nn.dropout) instead of one per step.
+    recurrent_init: "default" (torch's uniform init) or "orthogonal": each gate's H × H block of the
+    hidden-to-hidden weights (weight_hh / W_rec) a random orthogonal matrix, in every layer and direction;
+    input weights and biases keep the uniform init.
     forget_bias (lstm only): initial b_f of every layer and direction, so f_t starts near
     sigmoid(b_f) and the cell state is kept by default (Gers et al. 2000; Jozefowicz et al. 2015
     recommend 1). None keeps torch's uniform initialisation, which centres b_f on 0 (f_t ≈ 0.5).
+    "chrono" draws b_f ~ log U(1, chrono_max − 1) per unit and sets b_i = −b_f (Tallec & Ollivier 2018);
+    chrono_max = T_max, the longest dependency to be carried, in steps, is required with it and refused without.
     gru_form (gru, scratch only): "lecture" (default) or "torch"; fused is always the torch form.
     leak, learn_leak, skip (rnn, scratch only): leaky units and skip connections; see ElmanCell.
     """
@@ -269,8 +277,9 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
         raise ValueError(f"nonlinearity={nonlinearity!r} is not one of {', '.join(NONLINEARITIES)}")
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
-    if forget_bias is not None and cell != "lstm":
-        raise ValueError(f"forget_bias applies to lstm only, not {cell}")
+    if recurrent_init not in RECURRENT_INITS:
+        raise ValueError(f"recurrent_init={recurrent_init!r} is not one of {', '.join(RECURRENT_INITS)}")
+    _check_forget_bias(cell, forget_bias, chrono_max)
     scratch_only = {"leak": leak, "learn_leak": learn_leak or None, "skip": skip}
     if cell != "rnn" and any(v is not None for v in scratch_only.values()):
         raise ValueError(f"leak/learn_leak/skip apply to the Elman rnn cell only, not {cell}")
@@ -278,16 +287,34 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
         raise ValueError(f"gru_form applies to gru only, not {cell}")
     common = dict(cell=cell, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                   dropout=dropout, bidirectional=bidirectional, learn_initial_state=learn_initial_state,
-                  locked_dropout=locked_dropout)
+                  locked_dropout=locked_dropout, recurrent_init=recurrent_init)
     if backend == "fused":
         for key, value in {**scratch_only, "gru_form": None if gru_form in (None, "torch") else gru_form}.items():
             if value is not None:
                 raise ValueError(f"{key} needs backend=scratch (torch's fused kernels have no such option)")
-        return FusedRecurrent(nonlinearity=nonlinearity, forget_bias=forget_bias, **common)
+        return FusedRecurrent(nonlinearity=nonlinearity, forget_bias=forget_bias, chrono_max=chrono_max, **common)
     options = {"rnn": dict(nonlinearity=nonlinearity, leak=leak, learn_leak=learn_leak, skip=skip),
-               "lstm": dict(forget_bias=forget_bias),
+               "lstm": dict(forget_bias=forget_bias, chrono_max=chrono_max),
                "gru": dict(gru_form=gru_form or "lecture")}[cell]
     return ScratchRecurrent(**common, **options)
+
+
+def _check_forget_bias(cell: str, forget_bias, chrono_max) -> None:
+    """forget_bias: None, a number or "chrono"; chrono_max (T_max) goes with "chrono" and only with it."""
+    if forget_bias is not None and cell != "lstm":
+        raise ValueError(f"forget_bias applies to lstm only, not {cell} (for chrono too: it sets b_f and b_i)")
+    if isinstance(forget_bias, bool) or not (forget_bias is None or forget_bias == CHRONO
+                                             or isinstance(forget_bias, (int, float))):
+        raise ValueError(f"forget_bias={forget_bias!r} is invalid: a number (the initial b_f), {CHRONO} or null")
+    if forget_bias == CHRONO and chrono_max is None:
+        raise ValueError(f"forget_bias={CHRONO} needs chrono_max=T_max, the longest dependency in steps (e.g. 25 "
+                         "for data=synthetic_lm, whose verb comes up to 25 tokens after its subject)")
+    if chrono_max is not None and forget_bias != CHRONO:
+        raise ValueError(f"chrono_max applies to forget_bias={CHRONO} only (it is T_max there); set it to null")
+    if chrono_max is not None and (isinstance(chrono_max, bool) or not isinstance(chrono_max, (int, float))
+                                   or chrono_max < 2):
+        raise ValueError(f"chrono_max={chrono_max!r} is invalid: a number ≥ 2 (T_max, the longest dependency "
+                         "in steps)")
 
 
 def detach_state(state: RecurrentState | None) -> RecurrentState | None:

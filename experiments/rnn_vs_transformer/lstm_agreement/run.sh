@@ -3,8 +3,9 @@
 # time from make train's defaults (data=synthetic_lm, 2×256 LSTM, Adam 2e-3, clip 0.5, 4 epochs),
 # seeds 1 and 2, one thread, one run after another.  Regenerates results.md here:
 #     bash experiments/rnn_vs_transformer/lstm_agreement/run.sh [variant ...]
+#     SEEDS=3 bash experiments/rnn_vs_transformer/lstm_agreement/run.sh orthogonal   # another seed
 # (no argument = every variant below; runs land in runs/<variant>/seed<k>/, kept between calls so a
-# variant can be added without rerunning the others).
+# variant can be added without rerunning the others; PYTHON= another interpreter than .venv's).
 set -euo pipefail
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/../../.."
@@ -22,9 +23,16 @@ declare -A VARIANTS=(
   [one_layer]="model.num_layers=1"
   [no_dropout]="model.dropout=0.0"
   [epochs_12]="trainer.max_epochs=12"
+  # initialisation: orthogonal W_hh blocks; chrono biases with T_max = 25, the longest subject–verb distance of
+  # data=synthetic_lm (distance_max = 24 distractors, so the verb comes at most 25 tokens after its subject)
+  [orthogonal]="model.recurrent_init=orthogonal"
+  [chrono]="model.forget_bias=chrono model.chrono_max=25"
+  [orthogonal_chrono]="model.recurrent_init=orthogonal model.forget_bias=chrono model.chrono_max=25"
 )
-ORDER=(base gru forget_bias_1 forget_bias_3 lr_0.005 lr_0.001 clip_5 scratch batch_8 one_layer no_dropout epochs_12)
+ORDER=(base gru forget_bias_1 forget_bias_3 lr_0.005 lr_0.001 clip_5 scratch batch_8 one_layer no_dropout epochs_12
+       orthogonal chrono orthogonal_chrono)
 SEEDS="${SEEDS:-1 2}"
+PYTHON="${PYTHON:-.venv/bin/python}"
 todo=("$@"); [ ${#todo[@]} -eq 0 ] && todo=("${ORDER[@]}")
 for v in "${todo[@]}"; do
   for s in $SEEDS; do
@@ -32,10 +40,10 @@ for v in "${todo[@]}"; do
     [ -f "$dir/metrics.json" ] && continue
     rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
     # shellcheck disable=SC2086
-    .venv/bin/python train.py seed="$s" ${VARIANTS[$v]} logger=csv callbacks.progress_bar.refresh_rate=0 \
+    "$PYTHON" train.py seed="$s" ${VARIANTS[$v]} logger=csv callbacks.progress_bar.refresh_rate=0 \
       hydra.run.dir="$dir" > "$dir.log" 2>&1 || { echo "FAILED: $v seed $s (see $dir.log)"; exit 1; }
     echo "done: $v seed $s"
   done
 done
-.venv/bin/python "$here/summarize.py" "$here/runs" > "$here/results.md"
+"$PYTHON" "$here/summarize.py" "$here/runs" > "$here/results.md"
 cat "$here/results.md"

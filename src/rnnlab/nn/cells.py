@@ -13,13 +13,13 @@ matters, except for the GRU's torch form, which keeps a separate recurrent candi
 
 Each cell's `step(u_t, state, W)` takes u_t = W_in x_t + b (precomputed) and mirrors its equations
 line by line. `state` is h_{t-1} for all cells but the LSTM, whose state is (h_{t-1}, C_{t-1}).
+W = `cell.weights()` holds the recurrent weights as the step uses them (transposed, split by gate),
+made once per sequence: a view made inside the loop would add a graph node per step, and its
+backward would materialise a full-size gradient per step.
 
 Initialisation is torch.nn.RNN/LSTM/GRU's (every weight and bias ~ U(−1/√H, 1/√H)), so both backends start
 from the same distribution; `recurrent_init`, `forget_bias` and `chrono_max` change it the same way for
 both (the helpers below are shared with rnnlab/nn/recurrent.py's fused layer).
-W = `cell.weights()` holds the recurrent weights as the step uses them (transposed, split by gate),
-made once per sequence: a view made inside the loop would add a graph node per step, and its
-backward would materialise a full-size gradient per step.
 """
 
 from __future__ import annotations

@@ -302,7 +302,8 @@ def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: in
 def _check_forget_bias(cell: str, forget_bias, chrono_max) -> None:
     """forget_bias: None, a number or "chrono"; chrono_max (T_max) goes with "chrono" and only with it."""
     if forget_bias is not None and cell != "lstm":
-        raise ValueError(f"forget_bias applies to lstm only, not {cell} (for chrono too: it sets b_f and b_i)")
+        raise ValueError(f"forget_bias applies to lstm only, not {cell} (chrono included: it sets the LSTM's b_f "
+                         "and b_i)")
     if isinstance(forget_bias, bool) or not (forget_bias is None or forget_bias == CHRONO
                                              or isinstance(forget_bias, (int, float))):
         raise ValueError(f"forget_bias={forget_bias!r} is invalid: a number (the initial b_f), {CHRONO} or null")

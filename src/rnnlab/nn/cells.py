@@ -53,7 +53,7 @@ def lstm_gate_bias_(b: torch.Tensor, hidden_size: int, forget_bias: float | str 
         forget_bias = a number:  b_f = forget_bias                   (Gers et al. 2000; 1 in Jozefowicz et al. 2015)
         forget_bias = "chrono":  b_f ~ log U(1, T_max − 1) per unit,  b_i = −b_f,  T_max = chrono_max
                                  (Tallec & Ollivier 2018: f_t ≈ 1 − 1/T keeps a unit's memory for about T steps,
-                                 so the units' time scales spread over 2..T_max, each writing about as much as
+                                 so the units' time scales spread over 2..T_max; i_t = 1 − f_t writes as much as
                                  it forgets)
         forget_bias = None:      unchanged
 

@@ -208,6 +208,24 @@ def test_batching_and_padding_never_change_a_caption(attention):
     assert torch.allclose(alone[0], batched[0, :3], atol=1e-5)
 
 
+def test_a_flattened_image_summary_keeps_where_the_regions_are_and_the_mean_does_not():
+    inputs = dict(vocab_size=12, pad_id=0, bos_id=1, eos_id=2, image_size=16)
+    regions = torch.randn(2, 16, 16)  # (B, R, C): a 4 × 4 grid of 16 channels
+    swapped = regions[:, torch.randperm(16, generator=torch.Generator().manual_seed(0))]
+    lengths = torch.full((2,), 16)
+    initial = {}
+    for summary in ("mean", "flatten"):
+        torch.manual_seed(0)
+        model = registry.build({**DECODER, "image_summary": summary}, "captioner", **inputs).eval()
+        assert model.init_h.in_features == 16 * (16 if summary == "flatten" else 1)
+        with torch.no_grad():
+            initial[summary] = [model.encode(r, lengths)[1].rnn[0] for r in (regions, swapped)]
+    assert torch.allclose(*initial["mean"], atol=1e-6)  # ā forgets which region held what
+    assert not torch.allclose(*initial["flatten"], atol=1e-3)  # the flattened grid keeps it
+    with pytest.raises(ConfigError, match="model.image_summary='max' is invalid: choose one of mean, flatten"):
+        registry.build({**DECODER, "image_summary": "max"}, "captioner", **inputs)
+
+
 def test_the_captioner_is_one_line_errors_for_what_it_cannot_be():
     inputs = dict(vocab_size=12, pad_id=0, bos_id=1, eos_id=2, image_size=16)
     for model, message in [

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ENCODERS = ("cnn", *resnet.ARCHITECTURES)
 IMAGENET_SIZE = 224  # the pixels per side torchvision's ImageNet weights were trained at
+IMAGE_SUMMARIES = ("mean", "flatten")  # what the decoder's initial state is made from (model.image_summary)
 
 
 class ConvEncoder(nn.Module):
@@ -86,7 +87,10 @@ class Captioner(Seq2Seq):
                  backend: str = "fused", nonlinearity: str = "tanh", forget_bias: float | str | None = None,
                  gru_form: str | None = None, leak: float | None = None, learn_leak: bool = False,
                  learn_initial_state: bool = False, skip: int | None = None, locked_dropout: bool = False,
-                 recurrent_init: str = "default", chrono_max: float | None = None):
+                 recurrent_init: str = "default", chrono_max: float | None = None, image_summary: str = "mean"):
+        if image_summary not in IMAGE_SUMMARIES:
+            raise ConfigError(f"model.image_summary={image_summary!r} is invalid: choose one of "
+                              f"{', '.join(IMAGE_SUMMARIES)}")
         grid = _check_encoder(encoder, encoder_layers, encoder_channels, encoder_weights, freeze_encoder, image_size)
         channels = encoder_channels if encoder == "cnn" else resnet.channels(encoder)  # C, a region's size
         for key, value in (("bidirectional", bidirectional), ("learn_initial_state", learn_initial_state)):
@@ -113,8 +117,10 @@ class Captioner(Seq2Seq):
                             "data.image_size=%d shows them smaller objects and gives a %d×%d grid of regions "
                             "(%d pixels: %d×%d)",
                             IMAGENET_SIZE, image_size, *grid, IMAGENET_SIZE, full, full)
-        self.init_h = nn.Linear(channels, num_layers * hidden_size)
-        self.init_C = nn.Linear(channels, num_layers * hidden_size) if cell == "lstm" else None
+        self.image_summary = image_summary
+        summary_size = channels * (grid[0] * grid[1] if image_summary == "flatten" else 1)
+        self.init_h = nn.Linear(summary_size, num_layers * hidden_size)
+        self.init_C = nn.Linear(summary_size, num_layers * hidden_size) if cell == "lstm" else None
         self.freeze_encoder = freeze_encoder
         self.cnn.requires_grad_(not freeze_encoder)
         self.train()  # Lightning trains a module in the mode it was built in: a frozen encoder's is eval already
@@ -136,9 +142,10 @@ class Captioner(Seq2Seq):
     def encode(self, regions: torch.Tensor, lengths: torch.Tensor) -> tuple[Memory, DecoderState]:
         """regions (B, R, C) → the attention memory and the decoder's initial state, from ā."""
         memory = self.attention.remember(regions, lengths) if self.attention else Memory.of(regions, lengths)
-        mean = regions.mean(dim=1)  # ā (B, C)
-        h_0 = self._per_layer(torch.tanh(self.init_h(mean)))
-        rnn = (h_0, self._per_layer(self.init_C(mean))) if self.init_C is not None else h_0
+        # ā (B, C), or every region in reading order (B, R·C): where each thing is, and how many there are
+        summary = regions.flatten(1) if self.image_summary == "flatten" else regions.mean(dim=1)
+        h_0 = self._per_layer(torch.tanh(self.init_h(summary)))
+        rnn = (h_0, self._per_layer(self.init_C(summary))) if self.init_C is not None else h_0
         feed = regions.new_zeros(regions.size(0), self.hidden_size) if self.input_feeding else None
         return memory, DecoderState(rnn, feed)
 

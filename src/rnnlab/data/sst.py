@@ -1,4 +1,5 @@
-"""`data=sst2`, `data=sst5`: the Stanford Sentiment Treebank (Socher et al., 2013), movie-review sentences.
+"""`data=sst2`, `data=sst5`: the Stanford Sentiment Treebank (Socher et al., 2013), movie-review sentences; and
+`data=sst_text`, the same sentences without labels as a language-modelling corpus (task=lm).
 
 Files under `data.root` (gzip or not; nothing is downloaded: no public copy of these files has a published
 checksum to pin):
@@ -17,6 +18,13 @@ sentences whose root is 2 (neutral; counted in the log) and maps 0-1 to negative
 with `data.phrases=true` training reads GLUE's phrases, which are lowercased and unescaped, so the dev/test
 sentences are put in that same form (`glue_form`): the dev sentences are then exactly GLUE's dev.tsv. The test split
 is read when `trees/test.txt[.gz]` is there.
+
+`data=sst_text` reads every sentence of the training trees (8,544, neutral ones too) as the training text, the dev
+trees as validation, one sentence per line (`<eos>` after each), in the form a classifier of the same files reads
+them, so that `model.init_from` finds the same words in both vocabularies: `form: glue` (lowercased, unescaped: what
+`data=sst2 data.phrases=true` reads, as experiment=sst2_best does) or `trees` (as the trees give them: data=sst2
+and data=sst5 without phrases; `lowercase: true` for a classifier with data.lowercase=true). GLUE's phrases are
+substrings of the training sentences: they add no text.
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from pathlib import Path
 
 from rnnlab.data.classification import ClassificationDataModule, Labelled
 from rnnlab.data.download import DataError, find_local
+from rnnlab.data.text import TextCorpusDataModule
 from rnnlab.data.text_classification import read_table
 from rnnlab.data.translation import read_lines
+from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -241,3 +251,33 @@ class SST2DataModule(_SSTDataModule):
                             f"file from {GLUE_SOURCE}")
         train = Labelled(phrases.texts, [SST2_OF_GLUE[label] for label in phrases.labels])
         return {"train": train, **self.evaluated(paths, glue_form)}
+
+
+class SSTTextDataModule(TextCorpusDataModule):
+    """`data=sst_text`: the treebank's sentences, unlabelled, as a word-level corpus for task=lm (module docstring)."""
+
+    corpus = "sst_text"
+    FORMS = ("glue", "trees")
+
+    def __init__(self, root: str = "data/sst", form: str = "glue", lowercase: bool = False, min_frequency: int = 1,
+                 max_vocab_size: int | None = None, cache_dir: str | None = None, batch_size: int = 32,
+                 eval_batch_size: int = 16, bptt: int = 64):
+        super().__init__(level="word", batch_size=batch_size, eval_batch_size=eval_batch_size, bptt=bptt,
+                         min_frequency=min_frequency, max_vocab_size=max_vocab_size, cache_dir=cache_dir)
+        if form not in self.FORMS:
+            raise ConfigError(f"data.form={form!r} is invalid: glue (lowercased, unescaped: data=sst2 "
+                              f"data.phrases=true) or trees (as the trees give them)")
+        self.root, self.form, self.lowercase = Path(root).expanduser(), form, lowercase
+        self.paths: dict[str, Path | None] = {}
+
+    def text_of(self, tree: Tree) -> str:
+        text = glue_form(tree.text()) if self.form == "glue" else tree.text()
+        return text.lower() if self.lowercase else text
+
+    def read_splits(self) -> dict[str, str]:
+        self.paths = find_local(TREE_FILES, self.root, f"data={self.corpus}", TREES_SOURCE, optional=("test",))
+        return {split: "".join(self.text_of(tree) + "\n" for tree in read_trees(path))
+                for split, path in self.paths.items() if path is not None}
+
+    def describe_split(self, split: str) -> str:
+        return f"the {split} split ({self.paths.get(split) or self.root})"

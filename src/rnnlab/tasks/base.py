@@ -5,7 +5,8 @@ task's own keys), all kept as hyperparameters so that a checkpoint alone rebuild
 class owns:
 
 - the network: `build_network(model, **inputs)` asks rnnlab.models.registry for the network of `model=` in the
-  task's `shape` (an RNN stack, the n-gram, ...);
+  task's `shape` (an RNN stack, the n-gram, ...); `build_encoder` also starts a recurrent network's embedding and
+  stack from a language model's (`model.init_from`, models/transfer.py), once, as it is built;
 - optimisation: the optimizer and schedule (tasks/optimization.py) and train/grad_norm before each step;
 - the training epoch's bookkeeping: train/loss (per step) and train/loss_epoch (token-weighted, across processes),
   train/tokens_per_s (tasks/train_epoch.py), kept in mid-epoch checkpoints under "train_epoch" per process so
@@ -21,15 +22,17 @@ __init__ takes the data's tokenizer, `takes_tokenizer`; it implements training_s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning.pytorch as L
+from hydra.utils import get_class
 
-from rnnlab.checkpoints import read_checkpoint
+from rnnlab.checkpoints import read_checkpoint, resolve_checkpoint
 from rnnlab.errors import ConfigError
-from rnnlab.models import registry
+from rnnlab.models import registry, transfer
 from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
 from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 from rnnlab.tracking.artifacts import log_files
@@ -51,6 +54,7 @@ class Task(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.train_epoch = TrainEpoch()  # train/loss_epoch and tokens/s; a mid-epoch checkpoint keeps them
+        self.transferred: transfer.Transferred | None = None  # what model.init_from copied (build_encoder)
 
     def build_network(self, model: dict[str, Any], **inputs: Any):
         """The network of the `model` config for this task's shape; the keys of another family that it ignores
@@ -61,12 +65,40 @@ class Task(L.LightningModule):
             log.info("model=%s has no %s: ignored", registry.family(model), keys)
         return registry.build(model, self.shape, **inputs)
 
+    def build_encoder(self, model: dict[str, Any], words: Sequence[str] | None, **inputs: Any):
+        """build_network, then with `model.init_from` (a task=lm run: its MLflow run id, .ckpt or run directory)
+        the network's embedding (by word: `words` is the network's vocabulary) and recurrent stack (forward
+        direction) copied from that language model's (models/transfer.py). Done here, as the network is built, so
+        this task's checkpoints hold the copied weights; rebuilt from one (from_checkpoint) it never reads the
+        language model again, while resume= builds the task anew and reads it again before restoring."""
+        source = model.get("init_from")
+        network = self.build_network({key: value for key, value in model.items() if key != "init_from"}, **inputs)
+        if source is None:
+            return network
+        if registry.family(model) != registry.DEFAULT_FAMILY:
+            raise ConfigError(f"model.init_from={source} starts a recurrent encoder from a language model, and "
+                              f"model={registry.family(model)} has none: set model.init_from=null, or pick "
+                              f"model=rnn|lstm|gru")
+        if not words:
+            raise ConfigError(f"model.init_from={source} copies embeddings word by word, and {self.option} was "
+                              f"given no vocabulary (tokenizer) to match them to: build it from a data module")
+        lm_model, lm_words, lm_state = read_language_model(str(source))
+        self.transferred = transfer.copy_language_model(network, model, list(words), lm_model, lm_words, lm_state,
+                                                        str(source))
+        log.info("%s", self.transferred.describe(str(source)))
+        return network
+
     # --- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self):
         return configure_optimizers(self, self.hparams.optimizer, self.hparams.scheduler)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
+
+    def on_fit_start(self) -> None:
+        if self.transferred is not None and self.trainer.is_global_zero:  # MLflow: how much the LM covered
+            for logger in self.loggers:
+                logger.log_metrics(self.transferred.metrics(), step=0)
 
     # --- the training epoch -------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -102,6 +134,9 @@ class Task(L.LightningModule):
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu", **settings: Any) -> Task:
         hparams = dict(checkpoint.get("hyper_parameters") or {})
+        if isinstance(hparams.get("model"), dict) and hparams["model"].get("init_from") is not None:
+            # the language model's weights are in the state dict: its checkpoint is not read again (nor needed)
+            hparams["model"] = {**hparams["model"], "init_from": None}
         if not all(key in hparams for key in (*cls.data_inputs, "model")):
             raise ConfigError(f"ckpt={ckpt} is not a {cls.option} checkpoint (it lacks the hyperparameters "
                               f"{', '.join((*cls.data_inputs, 'model'))}); give one that `python train.py "
@@ -130,3 +165,40 @@ class Task(L.LightningModule):
         """Copy files into every artifact-keeping logger of the run (MLflow), under `folder`."""
         if self._trainer is not None:
             log_files(self.trainer.loggers, paths, folder)
+
+
+def read_language_model(source: str) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """(model config, vocabulary, network state dict) of the task=lm checkpoint `model.init_from` names: a .ckpt
+    file, a run directory, or an MLflow run id (looked up in MLFLOW_TRACKING_URI's store, else logs/mlflow.db)."""
+    from rnnlab.tasks.language_modeling import LanguageModelingTask  # it imports this module
+    from rnnlab.tracking.mlflow_store import default_tracking_uri
+
+    key = "model.init_from"
+    with tempfile.TemporaryDirectory() as download_dir:
+        path = resolve_checkpoint(source, default_tracking_uri(), download_dir, key)
+        checkpoint = read_checkpoint(path, source, "cpu", key)
+    written_by = _task_class(checkpoint.get("task"))
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if written_by is None or not issubclass(written_by, LanguageModelingTask) or "model" not in hparams:
+        what = f"a {written_by.option} checkpoint" if written_by else "a checkpoint that names no task"
+        raise ConfigError(f"{key}={source} is {what}, not a language model's: give a task=lm run (its MLflow run "
+                          f"id, .ckpt or run directory)")
+    if registry.family(hparams["model"]) != registry.DEFAULT_FAMILY:
+        raise ConfigError(f"{key}={source} is a model={registry.family(hparams['model'])} language model; an "
+                          f"encoder starts from a recurrent one: give a task=lm run of model=rnn|lstm|gru")
+    tokenizer = hparams.get("tokenizer") or {}
+    if not tokenizer.get("vocab") or tokenizer.get("level") == "char":
+        what = "is a character-level language model" if tokenizer.get("level") == "char" else "holds no vocabulary"
+        raise ConfigError(f"{key}={source} {what}: embeddings are copied word by word; give a word-level "
+                          f"language model (data.level=word)")
+    state = {name.removeprefix("model."): value for name, value in checkpoint["state_dict"].items()
+             if name.startswith("model.")}
+    return hparams["model"], list(tokenizer["vocab"]), state
+
+
+def _task_class(name: str | None) -> type | None:
+    """The task class a checkpoint names (tasks/base.py records it), or None."""
+    try:
+        return get_class(name) if name else None
+    except (ImportError, ValueError, AttributeError):
+        return None

@@ -3,7 +3,7 @@
 Training minimises the cross-entropy of the gold class, averaged over the texts of a batch (train/loss; its epoch
 mean train/loss_epoch weighs every text once; train/tokens_per_s counts the words read). The network is the
 `model=` family's classifier (rnnlab/models/classifier.py: a recurrent encoder pooled by `task.pooling`, or the
-bag of words).
+bag of words); `model.init_from` starts the recurrent encoder from a task=lm run's weights (models/transfer.py).
 
 Metrics, per split (`val`, `test`), over every text of the split once (also under DDP: torchmetrics syncs them):
 
@@ -64,8 +64,8 @@ class ClassificationTask(Task):
                 raise ConfigError(f"task.{key}={value!r} is invalid: must be an integer ≥ 0")
         check_word_dropout(word_dropout)
         self.save_hyperparameters(logger=False)
-        self.model = self.build_network(model, vocab_size=vocab_size, num_classes=num_classes, pad_id=pad_id,
-                                        pooling=pooling)
+        self.model = self.build_encoder(model, (tokenizer or {}).get("vocab"), vocab_size=vocab_size,
+                                        num_classes=num_classes, pad_id=pad_id, pooling=pooling)
         self.classes = list((tokenizer or {}).get("classes") or range(num_classes))
         self.nll = torch.nn.ModuleDict({stage: MeanMetric() for stage in STAGES})
         self.confusion = torch.nn.ModuleDict({stage: MulticlassConfusionMatrix(num_classes) for stage in STAGES})
@@ -102,6 +102,7 @@ class ClassificationTask(Task):
 
     # --- training -----------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if getattr(self.model, "weighting", None) == "tfidf" and not self.model.idf_fitted:  # resumed: kept
             train = self.datamodule_answer("bucket_dataset", "train")
             if train is None:

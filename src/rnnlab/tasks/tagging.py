@@ -86,8 +86,8 @@ class TaggingTask(Task):
         if not isinstance(crf, bool):
             raise ConfigError(f"task.crf={crf!r} is invalid: true (a CRF over the tags) or false (softmax per word)")
         self.save_hyperparameters(logger=False)
-        self.model = self.build_network(model, vocab_size=vocab_size, num_tags=num_tags, pad_id=pad_id,
-                                        num_chars=num_chars)
+        self.model = self.build_encoder(model, (tokenizer or {}).get("words"), vocab_size=vocab_size,
+                                        num_tags=num_tags, pad_id=pad_id, num_chars=num_chars)
         self.output = self.output_layer(crf, num_tags)
         self.tags = [str(tag) for tag in (tokenizer or {}).get("tags") or range(num_tags)]
         self.bio = is_bio(self.tags)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -12,6 +13,16 @@ class ConfigError(ValueError):
 
     Entry scripts print it without a stack trace and exit with status 2.
     """
+
+
+@contextmanager
+def model_keys() -> Iterator[None]:
+    """Inside, a ValueError of a layer naming its argument ("hidden_size=0 is invalid: ...") becomes a one-line
+    ConfigError naming the model.* key of that name: the networks pass model.* keys to their layers by name."""
+    try:
+        yield
+    except ValueError as error:
+        raise ConfigError(f"model.{error}") from None
 
 
 class TrainingStopped(RuntimeError):

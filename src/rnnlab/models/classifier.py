@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, model_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
 
@@ -74,14 +74,12 @@ class RNNClassifier(nn.Module):
         self.pooling, self.pad_id = pooling, pad_id
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = nn.Dropout(dropout)
-        try:
+        with model_keys():  # the layer names its argument; here it is a model.* key
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout=dropout,
                                        bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
                                        backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
                                        leak=leak, learn_leak=learn_leak, skip=skip, recurrent_init=recurrent_init,
                                        chrono_max=chrono_max)
-        except ValueError as error:  # the layer names its argument; here it is a model.* key
-            raise ConfigError(f"model.{error}") from None
         size = self.rnn.output_size
         if pooling == "attention":
             self.attention_proj = nn.Linear(size, size)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, model_keys
 from rnnlab.nn import CELLS, RecurrentState, recurrent_layer
 from rnnlab.nn.dropout import make_dropout
 from rnnlab.nn.recurrent import NONLINEARITIES
@@ -38,14 +38,12 @@ class RNNLanguageModel(nn.Module):
                               f"{embedding_size} and {hidden_size}; set them equal or tie_weights=false")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = make_dropout(dropout, locked_dropout)
-        try:
+        with model_keys():  # the layer names its argument; here it is a model.* key
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
                                        nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend,
                                        learn_initial_state=learn_initial_state, gru_form=gru_form, leak=leak,
                                        learn_leak=learn_leak, skip=skip, locked_dropout=locked_dropout,
                                        recurrent_init=recurrent_init, chrono_max=chrono_max)
-        except ValueError as error:  # the layer names its argument; here it is a model.* key
-            raise ConfigError(f"model.{error}") from None
         self.decoder = nn.Linear(hidden_size, vocab_size)
         if tie_weights:
             self.decoder.weight = self.embedding.weight

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, model_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import RecurrentState, recurrent_layer
 from rnnlab.nn.attention import ATTENTION_TYPES, Attention, Memory
@@ -116,13 +116,11 @@ class Seq2Seq(nn.Module):
         cell_options = dict(nonlinearity=nonlinearity, forget_bias=forget_bias, chrono_max=chrono_max,
                             recurrent_init=recurrent_init, backend=backend, gru_form=gru_form, leak=leak,
                             learn_leak=learn_leak)
-        try:
+        with model_keys():  # the layer names its argument; here it is a model.* key
             self.encoder = recurrent_layer(cell, embedding_size, encoder_hidden_size, num_layers, dropout,
                                            bidirectional=bidirectional, learn_initial_state=learn_initial_state,
                                            **cell_options)
             self.decoder = recurrent_layer(cell, decoder_input_size, hidden_size, num_layers, dropout, **cell_options)
-        except ValueError as error:  # the layer names its argument; here it is a model.* key
-            raise ConfigError(f"model.{error}") from None
         self.attention = None
         if attention is not None:
             try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, model_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
 from rnnlab.nn.characters import KINDS, char_encoder, word_char_vectors
@@ -53,14 +53,12 @@ class RNNTagger(nn.Module):
         self.chars = char_encoder(char_features, num_chars, char_dim, char_hidden, char_kernel)
         input_size = embedding_size + (self.chars.output_size if self.chars else 0)
         self.dropout = nn.Dropout(dropout)
-        try:
+        with model_keys():  # the layer names its argument; here it is a model.* key
             self.rnn = recurrent_layer(cell, input_size, hidden_size, num_layers, dropout=dropout,
                                        bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
                                        backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,
                                        leak=leak, learn_leak=learn_leak, skip=skip, recurrent_init=recurrent_init,
                                        chrono_max=chrono_max)
-        except ValueError as error:  # the layer names its argument; here it is a model.* key
-            raise ConfigError(f"model.{error}") from None
         self.out = nn.Linear(self.rnn.output_size, num_tags)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:

@@ -429,3 +429,51 @@ def test_decoding_dispatches_on_the_task_keys():
     lengths = task.model.region_lengths(regions)
     assert decoding.decode(task.model, regions, lengths, task.hparams).tokens == \
         decoding.greedy(task.model, regions, lengths, (0.0, 7)).tokens  # temperature 0 samples the argmax
+
+
+def real_photos(root):
+    """A Flickr8k-layout folder of real photographs: matplotlib's sample portrait of Grace Hopper (a photograph, not
+    a rendering) and crops of it at other sizes, re-encoded as JPEG, each with two hand-written captions."""
+    from matplotlib import cbook
+
+    portrait = Image.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    width, height = portrait.size
+    crops = {"portrait.jpg": ((0, 0, width, height), ["a woman in a navy uniform", "a portrait of an officer"]),
+             "face.jpg": ((width // 4, 0, 3 * width // 4, height // 2), ["a woman with grey hair", "a smiling face"]),
+             "medals.jpg": ((0, height // 2, width, height), ["a uniform with medals", "a dark jacket with ribbons"]),
+             "left.jpg": ((0, 0, width // 2, height), ["half of a portrait", "a woman in a dark uniform"]),
+             "grey.jpg": ((0, 0, width, height), ["a grey photo of a woman", "an old portrait of an officer"])}
+    images = root / "photos"
+    images.mkdir()
+    lines = []
+    for name, (box, captions) in crops.items():
+        picture = portrait.crop(box)
+        (picture.convert("L") if name == "grey.jpg" else picture).save(images / name, quality=90)
+        lines += [f"{name}#{k}\t{caption}\n" for k, caption in enumerate(captions)]
+    (root / "Flickr8k.token.txt").write_text("".join(lines))
+    (root / "train.txt").write_text("portrait.jpg\nface.jpg\nmedals.jpg\n")
+    (root / "val.txt").write_text("left.jpg\n")
+    (root / "test.txt").write_text("grey.jpg\n")
+    return images, portrait.size
+
+
+def test_train_py_trains_on_a_flickr8k_folder_of_real_photographs_and_caption_py_captions_them(tmp_path):
+    images, size = real_photos(tmp_path)
+    assert size[0] > 500 and size[1] > 500  # a full-size photograph, resized by the data module
+    run = tracked_fit([*RUN[:8], "data=image_captions", f"data.images_dir={images}",
+                       f"data.captions={tmp_path / 'Flickr8k.token.txt'}", f"data.train_split={tmp_path / 'train.txt'}",
+                       f"data.val_split={tmp_path / 'val.txt'}", f"data.test_split={tmp_path / 'test.txt'}",
+                       "data.image_size=32", "data.batch_size=2", *RUN[14:]], tmp_path)
+    metrics = run["metrics"]
+    assert {"val/bleu", "val/cider", "test/bleu", "test/ppl"} <= set(metrics) and math.isfinite(metrics["test/ppl"])
+    assert not any(key.startswith("test/assertion") for key in metrics)  # a real photo has no scene to check
+    artifacts = {a.path for a in run["client"].list_artifacts(run["run_id"], "captions")}
+    assert {"captions/test.png", "captions/test_captions.tsv"} <= artifacts
+
+    checkpoint = next((run["dir"] / "checkpoints").glob("epoch*.ckpt"))
+    done = run_owned([sys.executable, "caption.py", f"ckpt={checkpoint}", f"input={images}"], cwd=ROOT,
+                     env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "image\tcaption" and [line.split("\t")[0] for line in lines[1:]] == [
+        str(path) for path in sorted(images.iterdir())]

@@ -1,4 +1,4 @@
-"""Compare runs: `python report.py <experiment name | sweep parent run id> [--group-by model,attention]`.
+"""Compare runs: `python report.py <experiment name[,name...] | sweep parent run id> [--group-by model,attention]`.
 
 Thin by design: rnnlab.tracking.report reads the MLflow store, groups the runs into configurations
 (overrides without the seed) and writes the table (markdown + CSV) and plots to a folder, and to the
@@ -13,7 +13,8 @@ from rnnlab.cli import one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compare runs: one row per configuration (the overrides without "
                                      "the seed), mean ± std over seeds, curves and bars.")
-    parser.add_argument("target", help="an MLflow experiment name, or a sweep's parent run id (its children)")
+    parser.add_argument("target", help="an MLflow experiment name (or several, comma-separated: their runs "
+                        "together), or a sweep's parent run id (its children)")
     parser.add_argument("--tracking-uri", help="the MLflow store (default: MLFLOW_TRACKING_URI, else logs/mlflow.db)")
     parser.add_argument("--out", help="the report's folder (default: logs/reports/<target>/)")
     parser.add_argument("--group-by", default="", type=_names,

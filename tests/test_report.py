@@ -212,3 +212,22 @@ def test_mean_std_of_per_seed_values_skips_missing_and_keeps_the_columns_precisi
     assert mean_std_of([0.25, None, 0.27, math.nan], ".3f") == "0.260 ± 0.014"
     assert mean_std_of([34.4], ".0f") == "34 ± 0"  # one seed: no spread, same shape of cell
     assert mean_std_of([None, math.inf], ".1f") == "–"
+
+
+def test_comma_separated_experiments_are_one_comparison(store, tmp_path):
+    """A study's cells logged under two experiments (the recipe's seeds and the grid's): one table."""
+    uri, parent, _ = store
+    client = mlflow.MlflowClient(uri)
+    if client.get_experiment_by_name("lm-grid") is None:
+        grid = client.create_experiment("lm-grid", artifact_location=str(tmp_path / "artifacts"))
+        for seed, (losses, test_ppl, fit_seconds) in enumerate(RUNS["gru"], start=1):  # gru again, 3 more seeds
+            _log_run(client, grid, "gru", seed, [loss + 1.0 for loss in losses], test_ppl, fit_seconds)
+    table = write_report("lm-synthetic_lm, lm-grid", tracking_uri=uri, out_dir=tmp_path, group_by=["model"],
+                         metrics=["val/loss"]).table
+    assert list(table.index) == ["model=rnn", "model=gru", "model=lstm"]
+    assert list(table["runs"]) == [3, 6, 1] and list(table["not finished"]) == [1, 0, 0]  # gru: 3 + 3 seeds
+    assert table.loc["model=gru", "val/loss mean"] == pytest.approx(3.0)  # (2.0, 2.5, 3.0) and (3.0, 3.5, 4.0)
+    with pytest.raises(ConfigError, match=rf"'{parent}' in .* is a run: comma-separated targets are experiment"):
+        write_report(f"lm-grid,{parent}", tracking_uri=uri, out_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"'nope' is neither an experiment nor a run"):
+        write_report("lm-grid,nope", tracking_uri=uri, out_dir=tmp_path)

@@ -108,10 +108,19 @@ def write_report(target: str, tracking_uri: str | None = None, out_dir: Path | s
 # --- which runs, grouped how --------------------------------------------------------------------
 
 def select_runs(client: Any, target: str, tracking_uri: str) -> Selection:
-    """The experiment's runs without sweep parents, or the children of the parent run `target`."""
+    """The experiment's runs without sweep parents, or the children of the parent run `target`; comma-separated
+    experiments: all their runs, as one comparison (a study whose cells were logged under several experiments)."""
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(target)
+    if experiment is None and "," in target:
+        names = [name.strip() for name in target.split(",") if name.strip()]
+        parts = [select_runs(client, name, tracking_uri) for name in names]
+        for name, part in zip(names, parts):
+            if part.parent is not None:
+                raise ConfigError(f"{name!r} in {target!r} is a run: comma-separated targets are experiment names; "
+                                  f"give the run's experiment, or the run alone")
+        return Selection(f"experiments {', '.join(names)}", [run for part in parts for run in part.runs])
     if experiment is not None:
         runs = mlflow_store.search_all_runs(client, [experiment.experiment_id], order_by=START_ORDER)
         parents = {run.data.tags.get(PARENT_TAG) for run in runs}

@@ -4,16 +4,18 @@
 # none | bahdanau | luong_general × lstm | gru at the recipe's budget, 3 seeds each, by number of objects in the
 # scene and on the unseen-combination split (test_unseen). Regenerates results/ here (report.py tables and plots).
 #   bash experiments/captioning/run.sh targets            (from the repository root: the recipe, seeds 1, 2, 3)
-#   bash experiments/captioning/run.sh grid_lstm|grid_gru (the study's grid, one cell each: two lanes, one core each)
-#   bash experiments/captioning/run.sh grid|report
+#   bash experiments/captioning/run.sh grid_lstm|grid_gru (the study's grid, one cell each: two lanes, one core each;
+#                                                          lstm x luong_general is the recipe, run by targets)
+#   bash experiments/captioning/run.sh grid|report        (grid: both lanes, then report)
 set -euo pipefail
 STUDY=captioning
 SEEDS=${SEEDS:-1,2,3}
 source "$(dirname "$0")/../lib.sh"   # cd to the repository root; PY, QUIET, target, report_of, two_lanes
 
 targets() { $PY train.py -m experiment=scenes_captioning seed=$SEEDS experiment_name=captioning-targets $QUIET; }
-grid_cell() {  # $1: the decoder's cell
-  $PY train.py -m experiment=scenes_captioning model=$1 attention=none,bahdanau,luong_general seed=$SEEDS \
+grid_cell() {  # $1: the decoder's cell (lstm x luong_general is the recipe: run by targets)
+  local attention=none,bahdanau; [ "$1" = lstm ] || attention+=,luong_general
+  $PY train.py -m experiment=scenes_captioning model=$1 attention=$attention seed=$SEEDS \
     experiment_name=captioning-grid $QUIET
 }
 grid_lstm() { grid_cell lstm; }
@@ -27,7 +29,9 @@ report() {
   report_of targets --metrics $metrics,fit_cpu_seconds
   if $PY -c "import mlflow, sys; from rnnlab.tracking.mlflow_store import default_tracking_uri as uri
 mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('captioning-grid') is None)" 2>/dev/null; then
-    report_of grid --group-by model,attention --metrics $metrics$by_objects,fit_cpu_seconds
+    # the recipe's seeds (lstm x luong_general) are the targets' runs: one table of both experiments
+    $PY report.py $STUDY-grid,$STUDY-targets --out $HERE/results/grid --group-by model,attention \
+      --metrics $metrics$by_objects,fit_cpu_seconds
   fi
 }
 

@@ -163,7 +163,7 @@ def errors_of(gold: list[list[str]], predicted: list[list[str]], words: list[lis
 def classify(span: tuple[str, int, int], others: set[tuple[str, int, int]], alone: str) -> tuple[str, str]:
     """The error kind of `span` (not among `others`, the other side's spans) and the other side's type it met."""
     kind, first, last = span
-    overlapping = [o for o in others if o[1] <= last and first <= o[2]]
+    overlapping = sorted(o for o in others if o[1] <= last and first <= o[2])  # sorted: ties broken alike each run
     same_bounds = [o for o in overlapping if (o[1], o[2]) == (first, last)]
     if same_bounds:
         return "type", same_bounds[0][0]

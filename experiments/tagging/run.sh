@@ -7,6 +7,7 @@
 #   bash experiments/tagging/run.sh targets        (from the repository root: the recipes, 3 seeds, two lanes)
 #   bash experiments/tagging/run.sh grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]
 #   bash experiments/tagging/run.sh words          (on which dev words the HMM loses to the recipe: results/words/)
+#   bash experiments/tagging/run.sh slots          (where the SNIPS slot recipe loses its span F1: results/slots/)
 set -euo pipefail
 STUDY=tagging
 SEEDS=${SEEDS:-1,2,3}
@@ -44,10 +45,13 @@ mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-
 words() {  # the store's HMM and recipe runs (picked by tags and params) tag UD EWT dev; a few CPU minutes
   $PY $HERE/words.py --experiment $STUDY-targets --data-root $SHARED_DATA/ud_ewt --out $HERE/results/words
 }
+slots() {  # the store's snips_slots recipe runs (picked by tags and params) tag SNIPS valid; under a CPU minute
+  $PY $HERE/slots.py --experiment $STUDY-targets --data-root $SHARED_DATA/snips --out $HERE/results/slots
+}
 
 case "${1:-targets}" in
-  grid_ud|grid_snips|hmm|targets_a|targets_b|report|words) "$1" ;;
+  grid_ud|grid_snips|hmm|targets_a|targets_b|report|words|slots) "$1" ;;
   target) shift; target "$@" ;;
   targets) two_lanes targets_a targets_b targets; report ;;
-  *) echo "usage: $0 [targets|grid_ud|grid_snips|hmm|report|words|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [targets|grid_ud|grid_snips|hmm|report|words|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
 esac

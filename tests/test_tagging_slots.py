@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("seqeval")
 
 PATH = Path(__file__).resolve().parents[1] / "experiments/tagging/slots.py"
+sys.path.insert(0, str(PATH.parent))  # its sibling tables.py, as when the script runs
 spec = importlib.util.spec_from_file_location("tagging_slots", PATH)
 slots = sys.modules["tagging_slots"] = importlib.util.module_from_spec(spec)  # its dataclasses look it up there
 spec.loader.exec_module(slots)

@@ -31,9 +31,7 @@ Valid only: the SNIPS test split is held back in this project.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import re
 import statistics
 import sys
 import time
@@ -41,6 +39,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+
+from tables import cell, markdown_table, percent, write_csv  # experiments/tagging/tables.py, beside this script
 
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.word_classes import CLASSES, training_tags, word_class
@@ -219,30 +219,12 @@ def type_rows(gold: list[list[str]], runs: list[Run], per_run, train_types: Coun
     return points_rows(per_run, lambda e: e.type, types, extra)
 
 
-def percent(part: float, whole: float) -> float:
-    return 100 * part / whole if whole else float("nan")
 
 
-def cell(value) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:.1f}"
-    return re.sub(r"([\\`*_\[\]<>|#$])", r"\\\1", value) if isinstance(value, str) else str(value)
 
 
-def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, columns)
-        writer.writeheader()
-        writer.writerows({key: f"{value:.4f}" if isinstance(value, float) else value for key, value in row.items()}
-                         for row in rows)
 
 
 def pm(row: dict) -> str:

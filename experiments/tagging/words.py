@@ -25,7 +25,6 @@ prints the tables. Dev only: the UD EWT test split is held back in this project.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import statistics
@@ -35,6 +34,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+
+from tables import escape, markdown_table, percent, write_csv  # experiments/tagging/tables.py, beside this script
 
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.word_classes import (
@@ -119,8 +120,6 @@ def tag_dev(run: Run, sentences: list[list[str]], tagset: str, uri: str) -> None
 
 # --- the tables -------------------------------------------------------------------------------------------------
 
-def percent(part: float, whole: float) -> float:
-    return 100 * part / whole if whole else float("nan")
 
 
 def class_rows(tagset: str, keys: dict[str, list[str]], order: dict[str, tuple[str, ...]], gold: list[str],
@@ -257,33 +256,14 @@ def examples(sentences: list[list[str]], gold: list[str], runs: Runs, flags: lis
     return lines
 
 
-def escape(word: str) -> str:
-    return re.sub(r"([\\`*_\[\]<>|#$])", r"\\\1", word)
 
 
 # --- writing ----------------------------------------------------------------------------------------------------
 
-def cell(value) -> str:
-    """A table cell: a float to one decimal (NaN: —), a string escaped (words and tags such as `` or PRP$)."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return "—" if value != value else f"{value:.1f}"
-    return escape(value) if isinstance(value, str) else str(value)
 
 
-def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, columns)
-        writer.writeheader()
-        writer.writerows({key: f"{value:.4f}" if isinstance(value, float) else value for key, value in row.items()}
-                         for row in rows)
 
 
 def section(tagset: str, runs: Runs, gold: list[str], classes: list[dict], tags: list[dict], words: list[dict],

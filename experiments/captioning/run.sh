@@ -7,6 +7,7 @@
 #   bash experiments/captioning/run.sh grid_lstm|grid_gru (the study's grid, one cell each: two lanes, one core each;
 #                                                          lstm x luong_general is the recipe, run by targets)
 #   bash experiments/captioning/run.sh grid|report        (grid: both lanes, then report)
+#   bash experiments/captioning/run.sh all                (the whole study: targets, then grid and report; ~5 CPU h)
 set -euo pipefail
 STUDY=captioning
 SEEDS=${SEEDS:-1,2,3}
@@ -38,5 +39,6 @@ mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('captioni
 case "${1:-targets}" in
   targets|grid_lstm|grid_gru|report) "$1" ;;
   grid) two_lanes grid_lstm grid_gru grid; report ;;
-  *) echo "usage: $0 [targets|grid|grid_lstm|grid_gru|report]" >&2; exit 2 ;;
+  all) targets; two_lanes grid_lstm grid_gru grid; report ;;
+  *) echo "usage: $0 [targets|grid|grid_lstm|grid_gru|report|all]" >&2; exit 2 ;;
 esac

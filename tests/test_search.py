@@ -51,11 +51,15 @@ def trial_states(db: Path) -> dict[int, str]:
 
 
 def running_with_params(db: Path) -> bool:
-    """A trial is RUNNING and its values are sampled (a trial is RUNNING from `ask`, before it has params)."""
+    """A trial is RUNNING and ALL its values are sampled: a trial is RUNNING from `ask`, before it has params, and
+    gets them one suggestion at a time (a kill between two leaves a partial set, which the retry completes by
+    sampling; this waits for as many as the space has, i.e. as any trial has)."""
     try:
         with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
-            return bool(connection.execute("SELECT COUNT(*) FROM trials JOIN trial_params USING (trial_id) "
-                                           "WHERE state = 'RUNNING'").fetchone()[0])
+            running, space = connection.execute(
+                "SELECT (SELECT COUNT(*) FROM trials JOIN trial_params USING (trial_id) WHERE state = 'RUNNING'), "
+                "(SELECT COUNT(DISTINCT param_name) FROM trial_params)").fetchone()
+            return running > 0 and running >= space
     except sqlite3.OperationalError:
         return False
 

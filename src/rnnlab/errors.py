@@ -16,13 +16,14 @@ class ConfigError(ValueError):
 
 
 @contextmanager
-def model_keys() -> Iterator[None]:
+def group_keys(group: str) -> Iterator[None]:
     """Inside, a ValueError of a layer naming its argument ("hidden_size=0 is invalid: ...") becomes a one-line
-    ConfigError naming the model.* key of that name: the networks pass model.* keys to their layers by name."""
+    ConfigError naming the `group`.* key of that name (model.hidden_size): the networks pass a config group's keys
+    to their layers by name."""
     try:
         yield
     except ValueError as error:
-        raise ConfigError(f"model.{error}") from None
+        raise ConfigError(f"{group}.{error}") from None
 
 
 class TrainingStopped(RuntimeError):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnnlab.errors import ConfigError, model_keys
+from rnnlab.errors import ConfigError, group_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
 
@@ -74,7 +74,7 @@ class RNNClassifier(nn.Module):
         self.pooling, self.pad_id = pooling, pad_id
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = nn.Dropout(dropout)
-        with model_keys():  # the layer names its argument; here it is a model.* key
+        with group_keys("model"):
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout=dropout,
                                        bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
                                        backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from rnnlab.errors import ConfigError, model_keys
+from rnnlab.errors import ConfigError, group_keys
 from rnnlab.nn import CELLS, RecurrentState, recurrent_layer
 from rnnlab.nn.dropout import make_dropout
 from rnnlab.nn.recurrent import NONLINEARITIES
@@ -38,7 +38,7 @@ class RNNLanguageModel(nn.Module):
                               f"{embedding_size} and {hidden_size}; set them equal or tie_weights=false")
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.dropout = make_dropout(dropout, locked_dropout)
-        with model_keys():  # the layer names its argument; here it is a model.* key
+        with group_keys("model"):
             self.rnn = recurrent_layer(cell, embedding_size, hidden_size, num_layers, dropout,
                                        nonlinearity=nonlinearity, forget_bias=forget_bias, backend=backend,
                                        learn_initial_state=learn_initial_state, gru_form=gru_form, leak=leak,

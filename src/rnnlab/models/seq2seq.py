@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError, model_keys
+from rnnlab.errors import ConfigError, group_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import RecurrentState, recurrent_layer
 from rnnlab.nn.attention import ATTENTION_TYPES, Attention, Memory
@@ -116,17 +116,15 @@ class Seq2Seq(nn.Module):
         cell_options = dict(nonlinearity=nonlinearity, forget_bias=forget_bias, chrono_max=chrono_max,
                             recurrent_init=recurrent_init, backend=backend, gru_form=gru_form, leak=leak,
                             learn_leak=learn_leak)
-        with model_keys():  # the layer names its argument; here it is a model.* key
+        with group_keys("model"):
             self.encoder = recurrent_layer(cell, embedding_size, encoder_hidden_size, num_layers, dropout,
                                            bidirectional=bidirectional, learn_initial_state=learn_initial_state,
                                            **cell_options)
             self.decoder = recurrent_layer(cell, decoder_input_size, hidden_size, num_layers, dropout, **cell_options)
         self.attention = None
         if attention is not None:
-            try:
+            with group_keys("attention"):
                 self.attention = Attention(query_size=hidden_size, memory_size=memory_size, **attention)
-            except ValueError as error:  # the module names its argument; here it is an attention.* key
-                raise ConfigError(f"attention.{error}") from None
 
         self.src_embedding = nn.Embedding(src_vocab_size, embedding_size)
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, embedding_size)

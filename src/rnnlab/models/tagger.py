@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rnnlab.errors import ConfigError, model_keys
+from rnnlab.errors import ConfigError, group_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
 from rnnlab.nn.characters import KINDS, char_encoder, word_char_vectors
@@ -53,7 +53,7 @@ class RNNTagger(nn.Module):
         self.chars = char_encoder(char_features, num_chars, char_dim, char_hidden, char_kernel)
         input_size = embedding_size + (self.chars.output_size if self.chars else 0)
         self.dropout = nn.Dropout(dropout)
-        with model_keys():  # the layer names its argument; here it is a model.* key
+        with group_keys("model"):
             self.rnn = recurrent_layer(cell, input_size, hidden_size, num_layers, dropout=dropout,
                                        bidirectional=bidirectional, nonlinearity=nonlinearity, forget_bias=forget_bias,
                                        backend=backend, learn_initial_state=learn_initial_state, gru_form=gru_form,

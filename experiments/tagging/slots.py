@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from tables import cell, markdown_table, percent, write_csv  # experiments/tagging/tables.py, beside this script
+# experiments/tagging/tables.py, beside this script (on sys.path when it runs)
+from tables import by_seed, cell, finished_runs, markdown_table, percent, write_csv
 
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.word_classes import CLASSES, training_tags, word_class
@@ -62,17 +63,10 @@ class Run:
 
 def select_runs(client, experiment: str, recipe: str, uri: str, ids: list[str] | None) -> list[Run]:
     """The latest finished run of each seed of the recipe on data=snips_slots (or the runs `ids` names)."""
-    from rnnlab.tracking.mlflow_store import search_all_runs
-
     if ids:
         runs = [client.get_run(run_id) for run_id in ids]
     else:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            raise ConfigError(f"no experiment {experiment!r} in the MLflow store {uri}: run `bash "
-                              f"experiments/tagging/run.sh target snips_slots snips` first, or give --experiment")
-        runs = search_all_runs(client, [found.experiment_id], "attributes.status = 'FINISHED'",
-                               order_by=["attributes.start_time DESC"])
+        runs = finished_runs(client, experiment, uri, "bash experiments/tagging/run.sh target snips_slots snips")
         runs = [run for run in runs if run.data.tags.get("data") == "snips_slots"
                 and run.data.tags.get("experiment") == recipe and run.data.tags.get("model") != "hmm"]
     chosen: list[Run] = []
@@ -83,7 +77,7 @@ def select_runs(client, experiment: str, recipe: str, uri: str, ids: list[str] |
     if not chosen:
         raise ConfigError(f"no finished run of experiment={recipe} on data=snips_slots in experiment {experiment!r} "
                           f"of {uri}: run `bash experiments/tagging/run.sh target snips_slots snips` first")
-    return sorted(chosen, key=lambda run: (len(run.seed), run.seed))
+    return sorted(chosen, key=by_seed)
 
 
 def tag_valid(run: Run, sentences: list[list[str]], intents: list[str], schema: dict[str, set[str]],
@@ -125,9 +119,10 @@ def spans(tags: list[str]) -> list[tuple[str, int, int]]:
 
 
 def span_f1(gold: list[list[str]], predicted: list[list[str]]) -> float:
-    g = {(k, *s) for k, tags in enumerate(gold) for s in spans(tags)}
-    p = {(k, *s) for k, tags in enumerate(predicted) for s in spans(tags)}
-    return 200 * len(g & p) / (len(g) + len(p)) if g or p else 0.0
+    """conlleval's span F1 in %, as task=tagging scores it."""
+    from rnnlab.tasks.tagging import span_scores
+
+    return 100 * span_scores(gold, predicted)["f1"]
 
 
 @dataclass

@@ -1,10 +1,30 @@
-"""What experiments/tagging's analysis scripts (words.py, slots.py) share: markdown tables and CSV files."""
+"""What experiments/tagging's analysis scripts (words.py, slots.py) share: the store's finished runs, markdown
+tables and CSV files."""
 
 from __future__ import annotations
 
 import csv
 import re
 from pathlib import Path
+
+from rnnlab.errors import ConfigError
+
+
+def finished_runs(client, experiment: str, uri: str, first: str) -> list:
+    """The experiment's FINISHED runs, latest first; no such experiment: one line naming `first`, what to run."""
+    from rnnlab.tracking.mlflow_store import search_all_runs
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ConfigError(f"no experiment {experiment!r} in the MLflow store {uri}: run `{first}` first, or give "
+                          f"--experiment/--tracking-uri")
+    return search_all_runs(client, [found.experiment_id], "attributes.status = 'FINISHED'",
+                           order_by=["attributes.start_time DESC"])
+
+
+def by_seed(run) -> tuple[int, str]:
+    """Sort key: seeds in numeric order (as strings: "2" before "10")."""
+    return len(run.seed), run.seed
 
 
 def percent(part: float, whole: float) -> float:

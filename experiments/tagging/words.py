@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from tables import escape, markdown_table, percent, write_csv  # experiments/tagging/tables.py, beside this script
+# experiments/tagging/tables.py, beside this script (on sys.path when it runs)
+from tables import by_seed, escape, finished_runs, markdown_table, percent, write_csv
 
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.word_classes import (
@@ -72,14 +73,7 @@ class Runs:
 
 def select_runs(client, experiment: str, recipe: str, uri: str) -> dict[str, Runs]:
     """Per tag set, the latest first-order HMM and the latest run of each seed of the recipe (see the docstring)."""
-    from rnnlab.tracking.mlflow_store import search_all_runs
-
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise ConfigError(f"no experiment {experiment!r} in the MLflow store {uri}: run `bash "
-                          f"experiments/tagging/run.sh targets` first, or give --experiment/--tracking-uri")
-    runs = search_all_runs(client, [found.experiment_id], "attributes.status = 'FINISHED'",
-                           order_by=["attributes.start_time DESC"])
+    runs = finished_runs(client, experiment, uri, "bash experiments/tagging/run.sh targets")
     chosen = {tagset: Runs() for tagset in TAGSETS}
     for run in runs:  # latest first: the first of a kind is kept
         tags, params = run.data.tags, run.data.params
@@ -101,7 +95,7 @@ def select_runs(client, experiment: str, recipe: str, uri: str) -> dict[str, Run
         raise ConfigError(f"no finished run of experiment={recipe} on UD EWT UPOS in experiment {experiment!r} of "
                           f"{uri}: run `bash experiments/tagging/run.sh target {recipe} ud_ewt` first")
     for runs_of in chosen.values():
-        runs_of.rnn.sort(key=lambda run: (len(run.seed), run.seed))
+        runs_of.rnn.sort(key=by_seed)
     return {tagset: runs_of for tagset, runs_of in chosen.items() if runs_of.hmm or runs_of.rnn}
 
 

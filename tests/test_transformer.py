@@ -20,6 +20,7 @@ from rnnlab import decoding, generation
 from rnnlab.errors import ConfigError
 from rnnlab.evaluation import evaluate
 from rnnlab.models.transformer import TransformerLayer, TransformerLM, TransformerSeq2Seq
+from rnnlab.tasks.language_modeling import LanguageModelingTask
 from rnnlab.tasks.translation import TranslationTask
 from rnnlab.training import train
 
@@ -124,6 +125,25 @@ def test_past_max_length_the_window_slides_to_its_last_half():
     assert torch.allclose(logits[:, :8], model(tokens[:, :8])[0], atol=1e-5)
     drawn = generation.sample(model, [3, 4], max_tokens=30, greedy=True)
     assert len(drawn) == 30
+
+
+@torch.no_grad()
+def test_the_lm_task_evaluates_each_window_after_the_previous_ones_and_trains_on_one_alone():
+    task = LanguageModelingTask(13, {"family": "transformer", **SIZES,
+                                     "max_length": 16}, {"_target_": "torch.optim.Adam"}).eval()
+    model = task.model
+    stream = torch.randint(0, 13, (2, 40), generator=torch.Generator().manual_seed(3))
+    windows = [{"inputs": stream[:, t: t + 8]} for t in range(0, 40, 8)]
+    seen = torch.cat([task._logits(window, "val") for window in windows], dim=1)
+    # inside max_length: the second window reads the first, as one pass over both would
+    assert torch.allclose(seen[:, :16], model(stream[:, :16])[0], atol=1e-5)
+    # past it, the cache slid to its last half: tokens 24..31 read 16..23 before them, never fewer than 8 tokens
+    assert torch.allclose(seen[:, 24:32], model(stream[:, 16:32])[0][:, 8:], atol=1e-5)
+    assert not torch.allclose(seen[:, 8:16], model(stream[:, 8:16])[0], atol=1e-3)  # the window alone differs
+    # training reads each window alone (nothing carried, as trained); so does evaluation with carry_state=false
+    assert torch.allclose(task._logits(windows[1], "train"), model(stream[:, 8:16])[0], atol=1e-5)
+    task.carry_state = False
+    assert torch.allclose(task._logits(windows[1], "test"), model(stream[:, 8:16])[0], atol=1e-5)
 
 
 # --- task=translation: incremental equals teacher-forced, beam 1 is greedy, padding changes nothing -----------

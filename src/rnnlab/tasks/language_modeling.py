@@ -58,10 +58,20 @@ class LanguageModelingTask(Task):
         return self.model(tokens, state)
 
     def _logits(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        """(B, T, V) for one window; the state continues from the stage's previous window."""
+        """(B, T, V) for one window; the state continues from the stage's previous window.
+
+        A model that carries no state while training (model=transformer: one window alone) carries its context
+        while evaluating: it reads each window after the stage's previous ones from its key/value cache, which
+        slides past max_length, so that every token sees at least max_length // 2 tokens before it, as it would
+        in a long text, instead of none at a window's start. Without that, an evaluation split cut into windows
+        scores the Transformer on truncated contexts that an RNN, which carries its state, never suffers."""
         state = self._state.get(stage) if self.carry_state else None
+        sliding = stage != "train" and self.carry_state and hasattr(self.model, "generation_state")
+        if sliding and state is None:
+            state = self.model.generation_state()
         logits, state = self.model(batch["inputs"], state)
-        self._state[stage] = detach_state(state)
+        # evaluation runs without gradients: a cache has no graph to cut
+        self._state[stage] = state if sliding else detach_state(state)
         return logits
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:

@@ -232,3 +232,31 @@ def test_killed_search_resumes_where_it_stopped(tmp_path):
     assert results.best_value == min(t.value for t in trials if t.state is TrialState.COMPLETE)
     rerun = {int(p.name) for p in results_file(tmp_path).parent.iterdir() if p.name.isdigit()}
     assert rerun == {t.number for t in trials if t.number > killed}  # job directory = trial number; none redone
+
+
+@pytest.mark.parametrize("search", ["lm_lstm", "lm_transformer"])
+def test_a_search_space_names_keys_of_its_model_and_every_corner_builds(search):
+    """Every key a shipped search varies is a key of the config it composes (a misspelt key would only fail at
+    its first trial, after a sweep started), and the corners of its space build the model."""
+    import itertools
+
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rnnlab.models import registry
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={search}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    space = parse_space(OmegaConf.to_container(cfg.hydra.sweeper.params), [])
+    assert space.distributions and all(OmegaConf.select(cfg, key, default=None) is not None
+                                       for key in space.distributions)
+    model_keys = {k: d for k, d in space.distributions.items() if k.startswith("model.")}
+    corners = [d.choices if isinstance(d, CategoricalDistribution) else (d.low, d.high) for d in model_keys.values()]
+    for values in itertools.product(*corners):
+        model = {**OmegaConf.to_container(cfg.model, resolve=True),
+                 **{key.removeprefix("model."): value for key, value in zip(model_keys, values)}}
+        network = registry.build(model, "lm", vocab_size=20)
+        assert network(torch.zeros(2, 8, dtype=torch.long))[0].shape == (2, 8, 20)

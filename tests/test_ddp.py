@@ -51,7 +51,8 @@ def sweep(tmp_path_factory):
     """python train.py -m model=rnn,transformer hardware=ddp_cpu ... (the basic launcher: one job after another)."""
     tmp = tmp_path_factory.mktemp("ddp_sweep")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    run_train("-m", "model=rnn,transformer", "hardware=ddp_cpu", *SWEEP_TINY, *QUIET, "callbacks=none", f"paths.log_dir={tmp}/logs",
+    run_train("-m", "model=rnn,transformer", "hardware=ddp_cpu", *SWEEP_TINY, *QUIET, "callbacks=none",
+              f"paths.log_dir={tmp}/logs",
               f"hydra.sweep.dir={tmp}/sweep", tracking_uri=uri)
     return SimpleNamespace(dir=tmp / "sweep", logs=tmp / "logs", uri=uri)
 

@@ -16,7 +16,7 @@ from torch.utils import cpp_extension
 
 from rnnlab.nn import kernels, recurrent_layer
 from rnnlab.nn.bptt import LSTMSequence
-from rnnlab.nn.recurrent import copy_fused_weights
+from rnnlab.nn.recurrent import copy_fused_weights, native_cpu_kernel, one_small_step
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 # (cell, options): the four functions both backends implement
@@ -36,6 +36,33 @@ def pair(cell, options, num_layers, bidirectional, input_size=5, hidden_size=7, 
 
 def flat(state):
     return torch.cat([s.flatten() for s in state]) if isinstance(state, tuple) else state.flatten()
+
+
+@torch.no_grad()
+def test_an_lstm_step_of_few_rows_runs_torchs_own_kernel_with_the_same_result():
+    """Writing and decoding step an LSTM one token at a time: outside oneDNN there (faster), the same numbers."""
+    torch.manual_seed(0)
+    lstm = recurrent_layer("lstm", 5, 7, 2).eval()
+    for row_count in (1, 64, 65):
+        inputs = torch.randn(row_count, 1, 5)
+        assert one_small_step(inputs) == (row_count <= 64)
+        assert torch.backends.mkldnn.enabled
+        calls = []
+        original = lstm.module.forward
+        def spy(*args, calls=calls, original=original):  # the flag as the kernel is called
+            calls.append(torch.backends.mkldnn.enabled)
+            return original(*args)
+
+        lstm.module.forward = spy
+        ours, _ = lstm(inputs)
+        del lstm.module.forward
+        assert calls == [row_count > 64] and torch.backends.mkldnn.enabled  # oneDNN off for small steps only
+        with native_cpu_kernel():
+            native = lstm(inputs)[0]
+        assert torch.allclose(ours, lstm.module(inputs)[0], **TOL) and torch.allclose(ours, native, **TOL)
+    assert not one_small_step(torch.randn(1, 2, 5))  # a window: oneDNN
+    with torch.enable_grad():
+        assert not one_small_step(torch.randn(1, 1, 5))  # training keeps oneDNN
 
 
 @pytest.mark.parametrize("cell,options", FUNCTIONS, ids=["rnn-tanh", "rnn-relu", "lstm", "gru"])

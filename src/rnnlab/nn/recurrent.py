@@ -18,6 +18,7 @@ state of finished sequences and reverses each sequence within its own length.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 
@@ -103,6 +104,9 @@ class FusedRecurrent(Recurrent):
             state = self.initial_state(inputs.size(0))
         if self.layerwise and self.training:  # in eval mode nothing is dropped: the fused kernel computes the same
             return self._forward_layerwise(inputs, state, lengths)
+        if self.cell == "lstm" and one_small_step(inputs):
+            with native_cpu_kernel():
+                return _run_packed(self.module, inputs, state, lengths)
         return _run_packed(self.module, inputs, state, lengths)
 
     def _forward_layerwise(self, inputs, state, lengths):
@@ -124,6 +128,31 @@ class FusedRecurrent(Recurrent):
         if lstm:
             return layer_input, (torch.cat([f[0] for f in finals]), torch.cat([f[1] for f in finals]))
         return layer_input, torch.cat(finals)
+
+
+# On the CPU torch runs nn.LSTM through oneDNN, whose fixed cost per call outweighs one step of a few sequences:
+# writing or decoding one token at a time, a 2 × 256 LSTM step takes ~0.9 ms there and ~0.2 ms in torch's own
+# kernel (batch 1; 1.5× at a beam of 5, about even from ~300 rows), while over a training window oneDNN is the faster
+# (1.6× at 32 × 64). Measured on one thread of an AMD EPYC, torch 2.13 (experiments/rnn_vs_transformer/speed.md).
+# The GRU and the tanh RNN do not go through oneDNN. Same weights, same results (tests/test_recurrent.py).
+SMALL_STEP_ROWS = 64
+
+
+def one_small_step(inputs: torch.Tensor) -> bool:
+    """A single time step of at most SMALL_STEP_ROWS sequences on the CPU, outside training (writing, decoding)."""
+    return (inputs.device.type == "cpu" and inputs.size(1) == 1 and inputs.size(0) <= SMALL_STEP_ROWS
+            and not torch.is_grad_enabled())
+
+
+@contextlib.contextmanager
+def native_cpu_kernel():
+    """torch's own CPU kernels instead of oneDNN's, for the duration."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = before
 
 
 def _run_packed(module, inputs, state, lengths):

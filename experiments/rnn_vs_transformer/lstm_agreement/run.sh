@@ -28,9 +28,20 @@ declare -A VARIANTS=(
   [orthogonal]="model.recurrent_init=orthogonal"
   [chrono]="model.forget_bias=chrono model.chrono_max=25"
   [orthogonal_chrono]="model.recurrent_init=orthogonal model.forget_bias=chrono model.chrono_max=25"
+  # the carried state, the window, the width, the step size, the batch's noise
+  [no_carry]="task.carry_state=false"
+  [bptt_32]="data.bptt=32"
+  [hidden_128]="model.hidden_size=128"
+  [lr_0.01]="optimizer.lr=0.01"
+  [batch_128_lr_0.004]="data.batch_size=128 optimizer.lr=0.004"
+  # updates or tokens? epochs_12's tokens in a quarter of its updates
+  [batch_128_lr_0.004_epochs_12]="data.batch_size=128 optimizer.lr=0.004 trainer.max_epochs=12"
+  # repetition or amount? epochs_12's first 8 epochs of tokens (where it starts to learn), all of them new
+  [fresh_2.4M]="data.train_tokens=2400000 trainer.max_epochs=1"
 )
 ORDER=(base gru forget_bias_1 forget_bias_3 lr_0.005 lr_0.001 clip_5 scratch batch_8 one_layer no_dropout epochs_12
-       orthogonal chrono orthogonal_chrono)
+       orthogonal chrono orthogonal_chrono no_carry bptt_32 hidden_128 lr_0.01 batch_128_lr_0.004
+       batch_128_lr_0.004_epochs_12 fresh_2.4M)
 SEEDS="${SEEDS:-1 2}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 todo=("$@"); [ ${#todo[@]} -eq 0 ] && todo=("${ORDER[@]}")

@@ -17,6 +17,9 @@ within each repeat, one thread (OMP_NUM_THREADS=1):
     mt-train     target tokens/s training task=translation on data=synthetic_translation (64 pairs per batch)
     mt-beam      sentences/s decoding 256 test sentences with beam 5 (untrained weights: no hypothesis ends
                  early, so every model writes the same lengths, up to 1.5·S + 10; the per-token cost is compared)
+Memory: the process's peak resident size (mostly the interpreter, torch and the data) and the most the resident
+size rose during the workload (`ResidentGrowth`: the workload's own memory; added after the 2026-12-06 runs, whose
+speed.jsonl lacks it).
 Prints one JSON line per measurement; --table turns them into a Markdown table of medians.
 """
 
@@ -114,6 +117,38 @@ class StepTimer(L.Callback):
             self.stop = clocks()
 
 
+class ResidentGrowth:
+    """The most the process's resident memory rose above its level at entry, sampled every `every` seconds in a
+    thread (the workload's own memory: activations, optimizer state, caches; not the interpreter, torch and data
+    that were resident before). Linux only (/proc/self/statm); reading it costs microseconds per sample."""
+
+    def __init__(self, every: float = 0.005):
+        self.every, self.page = every, os.sysconf("SC_PAGE_SIZE")
+
+    def _resident(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _watch(self) -> None:
+        while not self.done.wait(self.every):
+            self.peak = max(self.peak, self._resident())
+
+    def __enter__(self):
+        import threading
+
+        self.start = self.peak = self._resident()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, self._resident())
+        self.growth_mib = (self.peak - self.start) / 2**20
+
+
 def measure(workload: str, overrides: list[str], args) -> dict:
     """One measurement in this process: see the module docstring."""
     import torch
@@ -128,37 +163,39 @@ def measure(workload: str, overrides: list[str], args) -> dict:
         timer = StepTimer(args.warmup, pad_id=None)
         datamodule, task, trainer = build(cfg, extra_callbacks=[timer])
         result = {"parameters": sum(p.numel() for p in {id(p): p for p in task.model.parameters()}.values())}
-        if workload.endswith("train"):
-            timer.pad_id = datamodule.task_inputs.get("pad_id") if workload == "mt-train" else None
-            trainer.fit(task, datamodule=datamodule)
-            (wall0, cpu0), (wall1, cpu1) = timer.start, timer.stop
-            result |= {"tokens": timer.tokens, "per_s": timer.tokens / (wall1 - wall0),
-                       "per_cpu_s": timer.tokens / (cpu1 - cpu0)}
-        elif workload == "lm-sample":
-            model = task.model.eval()
-            generation.sample(model, [0], 16, generator=torch.Generator().manual_seed(0))  # warm-up
-            (wall0, cpu0) = clocks()
-            drawn = generation.sample(model, [0], 512, generator=torch.Generator().manual_seed(0))
-            (wall1, cpu1) = clocks()
-            result |= {"tokens": len(drawn), "per_s": len(drawn) / (wall1 - wall0),
-                       "per_cpu_s": len(drawn) / (cpu1 - cpu0)}
-        else:  # mt-beam
-            model = task.model.eval()
-            datamodule.setup("test")
-            batches = iter(datamodule.test_dataloader())
-            sentences, written, spent = 0, 0, [0.0, 0.0]
-            with torch.no_grad():
-                while sentences < 256:
-                    batch = next(batches)
-                    (wall0, cpu0) = clocks()
-                    hypotheses = decoding.beam_search(model, batch["src"], batch["src_lengths"], beam_size=5)
-                    (wall1, cpu1) = clocks()
-                    spent[0] += wall1 - wall0
-                    spent[1] += cpu1 - cpu0
-                    sentences += batch["src"].size(0)
-                    written += sum(len(tokens) for tokens in hypotheses.tokens)
-            result |= {"sentences": sentences, "tokens_written": written, "per_s": sentences / spent[0],
-                       "per_cpu_s": sentences / spent[1]}
+        with ResidentGrowth() as growth:
+            if workload.endswith("train"):
+                timer.pad_id = datamodule.task_inputs.get("pad_id") if workload == "mt-train" else None
+                trainer.fit(task, datamodule=datamodule)
+                (wall0, cpu0), (wall1, cpu1) = timer.start, timer.stop
+                result |= {"tokens": timer.tokens, "per_s": timer.tokens / (wall1 - wall0),
+                           "per_cpu_s": timer.tokens / (cpu1 - cpu0)}
+            elif workload == "lm-sample":
+                model = task.model.eval()
+                generation.sample(model, [0], 16, generator=torch.Generator().manual_seed(0))  # warm-up
+                (wall0, cpu0) = clocks()
+                drawn = generation.sample(model, [0], 512, generator=torch.Generator().manual_seed(0))
+                (wall1, cpu1) = clocks()
+                result |= {"tokens": len(drawn), "per_s": len(drawn) / (wall1 - wall0),
+                           "per_cpu_s": len(drawn) / (cpu1 - cpu0)}
+            else:  # mt-beam
+                model = task.model.eval()
+                datamodule.setup("test")
+                batches = iter(datamodule.test_dataloader())
+                sentences, written, spent = 0, 0, [0.0, 0.0]
+                with torch.no_grad():
+                    while sentences < 256:
+                        batch = next(batches)
+                        (wall0, cpu0) = clocks()
+                        hypotheses = decoding.beam_search(model, batch["src"], batch["src_lengths"], beam_size=5)
+                        (wall1, cpu1) = clocks()
+                        spent[0] += wall1 - wall0
+                        spent[1] += cpu1 - cpu0
+                        sentences += batch["src"].size(0)
+                        written += sum(len(tokens) for tokens in hypotheses.tokens)
+                result |= {"sentences": sentences, "tokens_written": written, "per_s": sentences / spent[0],
+                           "per_cpu_s": sentences / spent[1]}
+        result["memory_growth_mib"] = growth.growth_mib
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
@@ -196,8 +233,10 @@ def table(paths: list[Path]) -> None:
     unit = {"lm-train": "tokens/s", "lm-sample": "tokens/s", "mt-train": "target tokens/s", "mt-beam": "sentences/s"}
     for workload in dict.fromkeys(r["workload"] for r in rows):
         print(f"**{workload}** ({unit[workload]})\n")
-        print("| model | parameters | width | per s (wall) | per CPU s | ÷ reference (CPU) | peak memory MiB |")
-        print("|---|---:|---|---:|---:|---:|---:|")
+        growth = all("memory_growth_mib" in r for r in rows if r["workload"] == workload)
+        print("| model | parameters | width | per s (wall) | per CPU s | ÷ reference (CPU) | peak memory MiB |"
+              + (" memory growth MiB |" if growth else ""))
+        print("|---|---:|---|---:|---:|---:|---:|" + ("---:|" if growth else ""))
         mine = [r for r in rows if r["workload"] == workload]
         reference = "lstm" if workload.startswith("lm") else "gru"
         ref = statistics.median(r["per_cpu_s"] for r in mine if r["model"] == reference)
@@ -209,7 +248,8 @@ def table(paths: list[Path]) -> None:
             cpu = statistics.median(r["per_cpu_s"] for r in got)
             print(f"| {model} | {got[0]['parameters']:,} | {width or '(default)'} | "
                   f"{statistics.median(r['per_s'] for r in got):,.1f} | {cpu:,.1f} | {cpu / ref:.2f} | "
-                  f"{statistics.median(r['peak_rss_mib'] for r in got):.0f} |")
+                  f"{statistics.median(r['peak_rss_mib'] for r in got):.0f} |"
+                  + (f" {statistics.median(r['memory_growth_mib'] for r in got):.1f} |" if growth else ""))
         print()
 
 

@@ -63,10 +63,10 @@ def compose(overrides: list[str], tmp: str):
 def parameters(overrides: list[str], data: dict) -> int:
     """Trainable parameters of the network these overrides build (shared tensors counted once). data caches one
     data module per data option: the network's inputs (vocabulary sizes) are all it is needed for."""
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from rnnlab.models import registry
+    from rnnlab.training import make_task
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         cfg = compose(overrides + QUIET, tmp)
@@ -75,11 +75,8 @@ def parameters(overrides: list[str], data: dict) -> int:
             data[key] = instantiate(cfg.data)
             data[key].prepare_data()
             data[key].setup("fit")
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        task_class = registry.task_class(get_class(cfg.task._target_), cfg.model)
-        task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
-        task = task_class(**data[key].task_inputs, model=plain["model"], optimizer=plain["optimizer"], **task_kwargs)
-    return sum(p.numel() for p in {id(p): p for p in task.model.parameters()}.values())
+        task = make_task(cfg, data[key])
+    return sum(p.numel() for p in task.model.parameters())  # a tied weight once, as torch lists it
 
 
 def sized(workload: str, model: str, data: dict) -> list[str]:
@@ -162,7 +159,7 @@ def measure(workload: str, overrides: list[str], args) -> dict:
                                            "trainer.max_epochs=1000"], tmp)
         timer = StepTimer(args.warmup, pad_id=None)
         datamodule, task, trainer = build(cfg, extra_callbacks=[timer])
-        result = {"parameters": sum(p.numel() for p in {id(p): p for p in task.model.parameters()}.values())}
+        result = {"parameters": sum(p.numel() for p in task.model.parameters())}
         with ResidentGrowth() as growth:
             if workload.endswith("train"):
                 timer.pad_id = datamodule.task_inputs.get("pad_id") if workload == "mt-train" else None

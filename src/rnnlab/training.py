@@ -72,14 +72,7 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     datamodule = _instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the task needs what the data determines (vocabulary sizes, ...)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    task_class = registry.task_class(get_class(cfg.task._target_), cfg.model)  # model=ngram counts instead
-    check_fits(datamodule, task_class, cfg)
-    task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
-    if hasattr(datamodule, "tokenizer_state") and task_class.takes_tokenizer:
-        task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
-    task = task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
-                      scheduler=plain.get("scheduler"), **task_kwargs)
+    task = make_task(cfg, datamodule)
     store = tracking_uri(cfg) if OmegaConf.select(cfg, "logger.mlflow") else None
     resumed = resume.prepare(cfg, task, store)  # resume=: the checkpoint and MLflow run this run continues
     hardware.compile_model(task, cfg)
@@ -98,6 +91,18 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
     trainer: L.Trainer = instantiate(lightning_trainer(cfg), callbacks=callbacks, logger=loggers or False,
                                      plugins=checkpoint_io.trainer_plugins(cfg.trainer))
     return datamodule, task, trainer
+
+
+def make_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The task of cfg (its network from model=, its optimizer and scheduler settings) for this set-up data."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    task_class = registry.task_class(get_class(cfg.task._target_), cfg.model)  # model=ngram counts instead
+    check_fits(datamodule, task_class, cfg)
+    task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
+    if hasattr(datamodule, "tokenizer_state") and task_class.takes_tokenizer:
+        task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
+    return task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
+                      scheduler=plain.get("scheduler"), **task_kwargs)
 
 
 def lightning_trainer(cfg: DictConfig) -> DictConfig:

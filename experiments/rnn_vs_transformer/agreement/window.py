@@ -19,10 +19,11 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from rnnlab import tasks
+from rnnlab.checkpoints import resolve_checkpoint
 
 
 def score_alone(run: Path) -> dict[str, float]:
-    (best,) = [p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    best = resolve_checkpoint(str(run), None, run)  # the run directory's best checkpoint
     task = tasks.load(best, str(best), "cpu")
     task.carry_state = False  # each window alone (the task's switch; eval.py does not expose it)
     options = OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml").data, resolve=True)

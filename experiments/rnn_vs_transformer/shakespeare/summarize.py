@@ -16,9 +16,10 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
+from rnnlab import tasks
+from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.tracking.report import mean_std_of
 from rnnlab.tracking.run_info import cpu_model
 
@@ -31,9 +32,9 @@ def validations(run: Path) -> list[tuple[int, float]]:
 
 
 def parameters(run: Path) -> int:
-    (best,) = [p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
-    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
-    return sum(tensor.numel() for tensor in {t.data_ptr(): t for t in state.values()}.values())  # tied: once
+    """Of the network in the run directory's best checkpoint, counted as the runs' num_parameters tag counts them."""
+    best = resolve_checkpoint(str(run), None, run)
+    return sum(p.numel() for p in tasks.load(best, str(best)).model.parameters())
 
 
 def load(run: Path) -> dict:

@@ -231,3 +231,21 @@ def test_comma_separated_experiments_are_one_comparison(store, tmp_path):
         write_report(f"lm-grid,{parent}", tracking_uri=uri, out_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"'nope' is neither an experiment nor a run"):
         write_report("lm-grid,nope", tracking_uri=uri, out_dir=tmp_path)
+
+
+def test_logged_reads_one_metric_back_from_the_csv_logger_and_names_a_missing_log(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from rnnlab.tracking.run_info import logged
+
+    logger = CSVLogger(save_dir=tmp_path, name="csv")  # as conf/logger/csv.yaml writes into a run's output dir
+    logger.log_metrics({"train/loss": 2.5}, step=4)
+    logger.log_metrics({"val/loss": 1.75, "val/bleu": 20.0}, step=9)
+    logger.log_metrics({"train/loss": 2.0}, step=14)
+    logger.log_metrics({"val/loss": 1.5}, step=19)
+    logger.save()
+    assert logged(tmp_path, "val/loss") == [(9, 1.75), (19, 1.5)]
+    assert logged(tmp_path, "val/bleu") == [(9, 20.0)]
+    assert logged(tmp_path, "test/bleu") == []
+    with pytest.raises(FileNotFoundError, match=r"holds 0 CSV logs .*logger=csv"):
+        logged(tmp_path / "elsewhere", "val/loss")

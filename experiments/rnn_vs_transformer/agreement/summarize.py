@@ -10,7 +10,6 @@ each run) next to this file.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import sys
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from rnnlab import tasks
-from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model
+from rnnlab.tracking.run_info import cpu_model, logged, num_parameters
 
 MODELS = ("rnn", "lstm", "gru", "transformer", "transformer_15min")  # run groups, in the table's order
 
@@ -39,16 +36,7 @@ def buckets(metrics: dict[str, float]) -> list[str]:
 
 def epochs(run: Path) -> list[float]:
     """Validation agreement accuracy after each epoch."""
-    (metrics_csv,) = run.glob("csv/version_*/metrics.csv")
-    with metrics_csv.open() as f:
-        key = "val/agreement/class_acc"
-        return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
-
-
-def parameters(run: Path) -> int:
-    """Of the network in the run directory's best checkpoint, counted as the runs' num_parameters tag counts them."""
-    best = resolve_checkpoint(str(run), None, run)
-    return sum(p.numel() for p in tasks.load(best, str(best)).model.parameters())
+    return [value for _, value in logged(run, "val/agreement/class_acc")]
 
 
 def perfect_inside(bucket: str, window: int, contexts: range, classes: int = 4) -> float:
@@ -70,7 +58,7 @@ def row(label: str, metrics: list[dict], ranges: list[str], runs: list[Path] | N
     curve = [epochs(run) for run in runs]
     first = [next((e + 1 for e, acc in enumerate(c) if acc >= 0.5), None) for c in curve]
     reached = ", ".join("–" if f is None else str(f) for f in first)
-    return (f"| {label} | {parameters(runs[0]):,} | {min(done)}–{max(done)} | {' | '.join(cells)} | {overall} | "
+    return (f"| {label} | {num_parameters(runs[0]):,} | {min(done)}–{max(done)} | {' | '.join(cells)} | {overall} | "
             f"{gap} | {reached} |")
 
 

@@ -7,7 +7,6 @@ Reads each run's .hydra/overrides.yaml, metrics.json and the CSV logger's per-ep
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import sys
@@ -16,14 +15,7 @@ from pathlib import Path
 import yaml
 
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model
-
-
-def per_epoch(run: Path, key: str) -> list[float]:
-    """The validation metric after each epoch, from the CSV logger."""
-    (metrics_csv,) = run.glob("csv/version_*/metrics.csv")
-    with metrics_csv.open() as f:
-        return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
+from rnnlab.tracking.run_info import cpu_model, logged
 
 
 def main(runs: Path) -> None:
@@ -35,7 +27,7 @@ def main(runs: Path) -> None:
         overrides = [o for o in yaml.safe_load((seeds[0] / ".hydra/overrides.yaml").read_text())
                      if not o.startswith(("seed=", "logger=", "callbacks.", "hydra."))]
         metrics = [json.loads((s / "metrics.json").read_text()) for s in seeds]
-        curves = [per_epoch(s, "val/agreement/class_acc") for s in seeds]
+        curves = [[value for _, value in logged(s, "val/agreement/class_acc")] for s in seeds]
         rows.append((variant.name, " ".join(overrides) or "(make train's defaults)", seeds, metrics, curves))
 
     print("# Why does make train's LSTM not learn agreement? One variable at a time\n")

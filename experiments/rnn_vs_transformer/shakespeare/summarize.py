@@ -10,7 +10,6 @@ against characters read, every run) next to this file.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
@@ -18,31 +17,16 @@ from pathlib import Path
 
 import yaml
 
-from rnnlab import tasks
-from rnnlab.checkpoints import resolve_checkpoint
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model
-
-
-def validations(run: Path) -> list[tuple[int, float]]:
-    """(update, val loss) at each validation."""
-    (metrics_csv,) = run.glob("csv/version_*/metrics.csv")
-    with metrics_csv.open() as f:
-        return [(int(row["step"]), float(row["val/loss"])) for row in csv.DictReader(f) if row.get("val/loss")]
-
-
-def parameters(run: Path) -> int:
-    """Of the network in the run directory's best checkpoint, counted as the runs' num_parameters tag counts them."""
-    best = resolve_checkpoint(str(run), None, run)
-    return sum(p.numel() for p in tasks.load(best, str(best)).model.parameters())
+from rnnlab.tracking.run_info import cpu_model, logged, num_parameters
 
 
 def load(run: Path) -> dict:
     config = yaml.safe_load((run / ".hydra/config.yaml").read_text())
     per_update = config["data"]["batch_size"] * config["data"]["bptt"]
-    curve = validations(run)
+    curve = logged(run, "val/loss")  # (update, val loss) at each validation
     return {"metrics": json.loads((run / "metrics.json").read_text()), "config": config, "curve": curve,
-            "per_update": per_update, "updates": max(step for step, _ in curve), "parameters": parameters(run)}
+            "per_update": per_update, "updates": max(step for step, _ in curve), "parameters": num_parameters(run)}
 
 
 def describe(config: dict) -> str:

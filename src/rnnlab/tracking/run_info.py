@@ -139,6 +139,28 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> None:
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+def logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """(step, value) of each time the run in `run_dir` logged `key`, read back from its CSV logger (`logger=csv`,
+    csv/version_*/metrics.csv): the studies' curves, without MLflow."""
+    import csv
+
+    found = sorted(Path(run_dir).glob("csv/version_*/metrics.csv"))
+    if len(found) != 1:
+        raise FileNotFoundError(f"{run_dir} holds {len(found)} CSV logs (csv/version_*/metrics.csv), not one: train it "
+                                "with logger=csv into an empty hydra.run.dir")
+    with found[0].open() as f:
+        return [(int(row["step"]), float(row[key])) for row in csv.DictReader(f) if row.get(key)]
+
+
+def num_parameters(run_dir: Path) -> int:
+    """Of the network in the best checkpoint of the run in `run_dir`, counted as the num_parameters tag counts them."""
+    from rnnlab import tasks
+    from rnnlab.checkpoints import resolve_checkpoint
+
+    best = resolve_checkpoint(str(run_dir), None, Path(run_dir))
+    return sum(p.numel() for p in tasks.load(best, str(best)).model.parameters())
+
+
 def resolved_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 

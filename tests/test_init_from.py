@@ -263,3 +263,10 @@ def test_train_py_fits_a_tiny_lm_then_a_classifier_from_its_run_directory(tmp_pa
     shutil.rmtree(lm_dir)  # the classifier's checkpoint stands alone
     task = load(resolve_checkpoint(str(run["dir"]), None, tmp_path), "classifier")
     assert task.classify(["not good"])[0] is not None
+    # and resume= goes on from it (its weights are the checkpoint's), without the language model it started from
+    resumed = tracked_fit(["task=classification", "model=lstm", "model.bidirectional=true",
+                           f"model.init_from={lm_dir}", "data.train_examples=400", "data.val_examples=100",
+                           "data.test_examples=100", *sizes[:-3], "trainer.max_epochs=2", *sizes[-2:],
+                           f"resume={run['dir']}"], tmp_path / "classifier")
+    assert resumed["run_id"] == run["run_id"]  # the same MLflow run went on, one epoch further
+    assert run["client"].get_run(run["run_id"]).data.metrics["epoch"] == logged.metrics["epoch"] + 1

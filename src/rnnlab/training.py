@@ -19,6 +19,7 @@ from rnnlab.callbacks.cpu_timer import CPUTimer
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
+from rnnlab.tasks.base import restoring_weights
 from rnnlab.tracking import mlflow_store, sweep
 from rnnlab.tracking.recorder import RunRecorder
 
@@ -101,8 +102,9 @@ def make_task(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.Lightning
     task_kwargs = {k: v for k, v in plain["task"].items() if k != "_target_"}
     if hasattr(datamodule, "tokenizer_state") and task_class.takes_tokenizer:
         task_kwargs["tokenizer"] = datamodule.tokenizer_state()  # the checkpoint can then read and write text
-    return task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
-                      scheduler=plain.get("scheduler"), **task_kwargs)
+    with restoring_weights(bool(cfg.get("resume"))):  # resume= loads every weight, the LM's copies too, next
+        return task_class(**datamodule.task_inputs, model=plain["model"], optimizer=plain["optimizer"],
+                          scheduler=plain.get("scheduler"), **task_kwargs)
 
 
 def lightning_trainer(cfg: DictConfig) -> DictConfig:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +40,21 @@ from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 from rnnlab.tracking.artifacts import log_files
 
 log = logging.getLogger(__name__)
+
+
+# set while a task is built whose every weight a checkpoint restores next (resume=): model.init_from's language model
+# would be read for nothing then, and refused once its run is deleted
+_restoring_weights: ContextVar[bool] = ContextVar("restoring_weights", default=False)
+
+
+@contextmanager
+def restoring_weights(restoring: bool = True) -> Iterator[None]:
+    """Tasks built inside it skip model.init_from (the checkpoint about to be loaded holds the copied weights)."""
+    token = _restoring_weights.set(restoring)
+    try:
+        yield
+    finally:
+        _restoring_weights.reset(token)
 
 
 class Task(L.LightningModule):
@@ -69,11 +86,11 @@ class Task(L.LightningModule):
         """build_network, then with `model.init_from` (a task=lm run: its MLflow run id, .ckpt or run directory)
         the network's embedding (by word: `words` is the network's vocabulary) and recurrent stack (forward
         direction) copied from that language model's (models/transfer.py). Done here, as the network is built, so
-        this task's checkpoints hold the copied weights; rebuilt from one (from_checkpoint) it never reads the
-        language model again, while resume= builds the task anew and reads it again before restoring."""
+        this task's checkpoints hold the copied weights; rebuilt from one (from_checkpoint), or built for resume=
+        (`restoring_weights`), it never reads the language model again."""
         source = model.get("init_from")
         network = self.build_network({key: value for key, value in model.items() if key != "init_from"}, **inputs)
-        if source is None:
+        if source is None or _restoring_weights.get():
             return network
         if registry.family(model) != registry.DEFAULT_FAMILY:
             raise ConfigError(f"model.init_from={source} starts a recurrent encoder from a language model, and "

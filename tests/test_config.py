@@ -82,3 +82,27 @@ def test_ptb_small_makes_zarembas_updates(make_cfg):
         optimizer.step()
         schedule.step()
     assert lrs == pytest.approx([1, 1, 1, 1] + [0.5 ** k for k in range(1, 10)])
+
+
+@pytest.mark.parametrize(("rnn", "transformer", "also"), [
+    ("multi30k_best", "multi30k_transformer", ()),
+    ("shakespeare_char", "shakespeare_char_transformer", ("data.batch_size", "data.bptt")),  # its context: pilots
+])
+def test_transformer_recipes_differ_from_their_rnn_recipe_only_in_the_model_and_its_optimizer(rnn, transformer, also,
+                                                                                              make_cfg):
+    """Issue 19's comparisons at equal budget: same data, task, budget, schedule shape and checkpoint selection;
+    the Transformer recipe may change its model (the run name and the ignored attention= follow it), optimizer,
+    clipping, schedule constants and validation cadence (and, for the LM, the window it reads)."""
+    from rnnlab.tracking.run_info import flatten
+
+    own = ("model.", "optimizer.", "attention.", "run_name", "logger.mlflow.run_name", "trainer.gradient_clip_val",
+           "scheduler.scheduler.warmup_fraction", "scheduler.scheduler.min_lr_ratio", "trainer.val_check_interval",
+           "trainer.check_val_every_n_epoch", "trainer.max_steps", "paths.", "hydra.", *also)
+
+    def compared(option: str) -> dict:
+        cfg = make_cfg(f"experiment={option}", tiny=False)
+        return {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items() if not k.startswith(own)}
+
+    a, b = compared(rnn), compared(transformer)
+    assert {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {}
+    assert make_cfg(f"experiment={transformer}", tiny=False).model.family == "transformer"

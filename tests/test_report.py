@@ -249,3 +249,17 @@ def test_logged_reads_one_metric_back_from_the_csv_logger_and_names_a_missing_lo
     assert logged(tmp_path, "test/bleu") == []
     with pytest.raises(FileNotFoundError, match=r"holds 0 CSV logs .*logger=csv"):
         logged(tmp_path / "elsewhere", "val/loss")
+
+
+def test_finished_runs_groups_a_studys_runs_by_seed_and_leaves_out_unfinished_ones(tmp_path):
+    from rnnlab.tracking.run_info import finished_runs
+
+    for group, seed, finished in [("gru", 10, True), ("gru", 2, True), ("gru", 3, False), ("lstm", 1, False),
+                                  ("transformer", 1, True)]:
+        run = tmp_path / group / f"seed{seed}"
+        run.mkdir(parents=True)
+        if finished:
+            (run / "metrics.json").write_text("{}")
+    (tmp_path / "gru" / "seed2.log").write_text("")  # run.sh's log beside the run: not a run
+    assert finished_runs(tmp_path) == {"gru": [tmp_path / "gru" / "seed2", tmp_path / "gru" / "seed10"],
+                                       "transformer": [tmp_path / "transformer" / "seed1"]}

@@ -11,28 +11,20 @@
 # then also scored reading each test window alone (window.py). Runs land in runs/<model>/seed<k>/ (git-ignored,
 # kept between calls: a finished run is not rerun); PYTHON= another interpreter than .venv's.
 set -euo pipefail
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/agreement
 COMMON=(data.bptt=16 "data.distance_buckets=[8,16]" scheduler=cosine_time
         scheduler.scheduler.clock=cpu trainer.max_cpu_time=00:00:06:00 trainer.max_epochs=1000
-        callbacks.early_stopping=null logger=csv callbacks.progress_bar.refresh_rate=0)
+        callbacks.early_stopping=null)
+source experiments/rnn_vs_transformer/runs.sh   # run_once
 # more than a model: transformer_15min = the Transformer given 2.5× the budget (its seeds that had not learned in 6)
 declare -A RUNS=([rnn]="model=rnn" [lstm]="model=lstm" [gru]="model=gru" [transformer]="model=transformer"
                  [transformer_15min]="model=transformer trainer.max_cpu_time=00:00:15:00")
 SEEDS="${SEEDS:-1 2 3}"
-PYTHON="${PYTHON:-.venv/bin/python}"
 todo=("$@"); [ ${#todo[@]} -eq 0 ] && todo=(rnn lstm gru transformer)
 for model in "${todo[@]}"; do
-  for s in $SEEDS; do
-    dir="$here/runs/$model/seed$s"
-    [ -f "$dir/metrics.json" ] && continue
-    rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
-    # shellcheck disable=SC2086
-    "$PYTHON" train.py seed="$s" "${COMMON[@]}" ${RUNS[$model]} hydra.run.dir="$dir" > "$dir.log" 2>&1 \
-      || { echo "FAILED: $model seed $s (see $dir.log)"; exit 1; }
-    echo "done: $model seed $s"
-  done
+  # shellcheck disable=SC2086
+  for s in $SEEDS; do run_once "$model" "$s" ${RUNS[$model]}; done
 done
 for group in transformer transformer_15min; do
   if [ -d "$here/runs/$group" ]; then "$PYTHON" "$here/window.py" "$here/runs/$group"; fi

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model, logged, num_parameters
+from rnnlab.tracking.run_info import cpu_model, finished_runs, logged, num_parameters
 
 MODELS = ("rnn", "lstm", "gru", "transformer", "transformer_15min")  # run groups, in the table's order
 
@@ -103,9 +103,8 @@ def plot(found: dict[str, list[Path]], metrics: dict[str, list[dict]], ranges: l
 
 
 def main(root: Path) -> None:
-    found = {model: sorted(p for p in (root / model).glob("seed*") if (p / "metrics.json").exists())
-             for model in MODELS if (root / model).is_dir()}
-    found = {model: runs for model, runs in found.items() if runs}
+    finished = finished_runs(root)
+    found = {model: finished[model] for model in MODELS if model in finished}
     metrics = {model: [json.loads((run / "metrics.json").read_text()) for run in runs] for model, runs in found.items()}
     ranges = buckets(next(iter(metrics.values()))[0])
     seeds = sorted({run.name.removeprefix("seed") for runs in found.values() for run in runs}, key=int)

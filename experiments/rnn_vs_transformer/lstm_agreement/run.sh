@@ -7,9 +7,10 @@
 # (no argument = every variant below; runs land in runs/<variant>/seed<k>/, kept between calls so a
 # variant can be added without rerunning the others; PYTHON= another interpreter than .venv's).
 set -euo pipefail
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/lstm_agreement
+COMMON=()
+source experiments/rnn_vs_transformer/runs.sh   # run_once
 declare -A VARIANTS=(
   [base]=""
   [gru]="model=gru"
@@ -43,18 +44,10 @@ ORDER=(base gru forget_bias_1 forget_bias_3 lr_0.005 lr_0.001 clip_5 scratch bat
        orthogonal chrono orthogonal_chrono no_carry bptt_32 hidden_128 lr_0.01 batch_128_lr_0.004
        batch_128_lr_0.004_epochs_12 fresh_2.4M)
 SEEDS="${SEEDS:-1 2}"
-PYTHON="${PYTHON:-.venv/bin/python}"
 todo=("$@"); [ ${#todo[@]} -eq 0 ] && todo=("${ORDER[@]}")
 for v in "${todo[@]}"; do
-  for s in $SEEDS; do
-    dir="$here/runs/$v/seed$s"
-    [ -f "$dir/metrics.json" ] && continue
-    rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
-    # shellcheck disable=SC2086
-    "$PYTHON" train.py seed="$s" ${VARIANTS[$v]} logger=csv callbacks.progress_bar.refresh_rate=0 \
-      hydra.run.dir="$dir" > "$dir.log" 2>&1 || { echo "FAILED: $v seed $s (see $dir.log)"; exit 1; }
-    echo "done: $v seed $s"
-  done
+  # shellcheck disable=SC2086
+  for s in $SEEDS; do run_once "$v" "$s" ${VARIANTS[$v]}; done
 done
 "$PYTHON" "$here/summarize.py" "$here/runs" > "$here/results.md"
 cat "$here/results.md"

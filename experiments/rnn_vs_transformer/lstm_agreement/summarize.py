@@ -15,20 +15,17 @@ from pathlib import Path
 import yaml
 
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model, logged
+from rnnlab.tracking.run_info import cpu_model, finished_runs, logged
 
 
 def main(runs: Path) -> None:
     rows = []
-    for variant in sorted(p for p in runs.iterdir() if p.is_dir()):
-        seeds = sorted(p for p in variant.iterdir() if (p / "metrics.json").exists())
-        if not seeds:
-            continue
+    for variant, seeds in finished_runs(runs).items():
         overrides = [o for o in yaml.safe_load((seeds[0] / ".hydra/overrides.yaml").read_text())
                      if not o.startswith(("seed=", "logger=", "callbacks.", "hydra."))]
         metrics = [json.loads((s / "metrics.json").read_text()) for s in seeds]
         curves = [[value for _, value in logged(s, "val/agreement/class_acc")] for s in seeds]
-        rows.append((variant.name, " ".join(overrides) or "(make train's defaults)", seeds, metrics, curves))
+        rows.append((variant, " ".join(overrides) or "(make train's defaults)", seeds, metrics, curves))
 
     print("# Why does make train's LSTM not learn agreement? One variable at a time\n")
     print("Command: `bash experiments/rnn_vs_transformer/lstm_agreement/run.sh` (each row = `python train.py "

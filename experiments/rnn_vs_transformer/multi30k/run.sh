@@ -7,13 +7,12 @@
 # Parts: rnn | transformer | pilots | summary. Runs land in runs/<name>/seed<k>/ (git-ignored; a finished run is
 # not rerun). DATA_ROOT: the Multi30k folder (default ../shared/data/multi30k, else downloaded).
 set -euo pipefail
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/multi30k
-PYTHON="${PYTHON:-.venv/bin/python}"
 DATA_ROOT="${DATA_ROOT:-../shared/data/multi30k}"
 SEEDS="${SEEDS:-1 2 3}"
-COMMON=(data.root="$DATA_ROOT" logger=csv callbacks.progress_bar.refresh_rate=0)
+COMMON=(data.root="$DATA_ROOT")
+source experiments/rnn_vs_transformer/runs.sh   # run_once
 # 10 CPU minutes each, one variable at a time from the recipe's first draft: 3 + 3 layers, d 256, 4 heads, ff 1024,
 # dropout 0.1, Adam 1e-3 (the recipe now has the best of them, ff 512, so each pilot names its feed-forward width);
 # PILOT_NAMES="layers_2" runs one
@@ -26,26 +25,16 @@ declare -A PILOTS=(
   [layers_2]="model.dim_feedforward=1024 model.num_layers=2"
 )
 
-train() {  # name seed overrides...
-  local name=$1 seed=$2; shift 2
-  local dir="$here/runs/$name/seed$seed"
-  [ -f "$dir/metrics.json" ] && return 0
-  rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
-  "$PYTHON" train.py seed="$seed" "$@" "${COMMON[@]}" hydra.run.dir="$dir" > "$dir.log" 2>&1 \
-    || { echo "FAILED: $name seed $seed (see $dir.log)"; exit 1; }
-  echo "done: $name seed $seed"
-}
-
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(rnn transformer summary)
 for part in "${parts[@]}"; do
   case "$part" in
-    rnn) for s in $SEEDS; do train rnn "$s" experiment=multi30k_best; done ;;
-    transformer) for s in $SEEDS; do train transformer "$s" experiment=multi30k_transformer; done ;;
+    rnn) for s in $SEEDS; do run_once rnn "$s" experiment=multi30k_best; done ;;
+    transformer) for s in $SEEDS; do run_once transformer "$s" experiment=multi30k_transformer; done ;;
     pilots)
       for name in $PILOT_NAMES; do
         [ -n "${PILOTS[$name]+set}" ] || { echo "unknown pilot: $name (${!PILOTS[*]})"; exit 2; }
         # shellcheck disable=SC2086
-        train "pilot_$name" 1 experiment=multi30k_transformer trainer.max_cpu_time=00:00:10:00 ${PILOTS[$name]}
+        run_once "pilot_$name" 1 experiment=multi30k_transformer trainer.max_cpu_time=00:00:10:00 ${PILOTS[$name]}
       done ;;
     summary) "$PYTHON" "$here/summarize.py" "$here/runs" > "$here/results.md" && cat "$here/results.md" ;;
     *) echo "unknown part: $part (rnn | transformer | pilots | summary)"; exit 2 ;;

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 import rnnlab.config  # noqa: F401 -- the resolvers the run's config names (project_root)
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model, logged, num_parameters
+from rnnlab.tracking.run_info import cpu_model, finished_runs, logged, num_parameters
 
 
 @cache
@@ -64,11 +64,7 @@ def column(runs: list[dict], key: str, fmt: str = ".1f") -> str:
 
 
 def main(root: Path) -> None:
-    groups = {}
-    for group in sorted(p for p in root.iterdir() if p.is_dir()):
-        runs = [load(run) for run in sorted(group.glob("seed*")) if (run / "metrics.json").exists()]
-        if runs:
-            groups[group.name] = runs
+    groups = {name: [load(run) for run in runs] for name, runs in finished_runs(root).items()}
     print("# Multi30k de→en: the RNN recipe against a Transformer at 31 CPU minutes (issue 19, study 1)\n")
     print("Command: `bash experiments/rnn_vs_transformer/multi30k/run.sh` (rnn: `experiment=multi30k_best`, "
           "transformer: `experiment=multi30k_transformer`; pilots: `run.sh pilots`). "

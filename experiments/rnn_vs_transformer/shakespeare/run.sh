@@ -8,38 +8,27 @@
 # Parts: gru | transformer | pilots | summary. Runs land in runs/<name>/seed<k>/ (git-ignored; a finished run is
 # not rerun). DATA_ROOT: the folder holding input.txt (default ../shared/data/tinyshakespeare, else downloaded).
 set -euo pipefail
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/shakespeare
-PYTHON="${PYTHON:-.venv/bin/python}"
 DATA_ROOT="${DATA_ROOT:-../shared/data/tinyshakespeare}"
 SEEDS="${SEEDS:-1 2 3}"
-COMMON=(data.root="$DATA_ROOT" logger=csv callbacks.progress_bar.refresh_rate=0)
+COMMON=(data.root="$DATA_ROOT")
+source experiments/rnn_vs_transformer/runs.sh   # run_once
 # 10 CPU minutes each, one variable at a time (4 × d 128; 32 × 128 characters per update, then the recipe's 16 × 128)
 declare -A PILOTS=(
   [d128_l4]="trainer.max_cpu_time=00:00:10:00 data.batch_size=32"
   [d128_l4_b16]="trainer.max_cpu_time=00:00:10:00"
 )
 
-train() {  # name seed overrides...
-  local name=$1 seed=$2; shift 2
-  local dir="$here/runs/$name/seed$seed"
-  [ -f "$dir/metrics.json" ] && return 0
-  rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
-  "$PYTHON" train.py seed="$seed" "$@" "${COMMON[@]}" hydra.run.dir="$dir" > "$dir.log" 2>&1 \
-    || { echo "FAILED: $name seed $seed (see $dir.log)"; exit 1; }
-  echo "done: $name seed $seed"
-}
-
 parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(gru transformer summary)
 for part in "${parts[@]}"; do
   case "$part" in
-    gru) for s in $SEEDS; do train gru "$s" experiment=shakespeare_char; done ;;
-    transformer) for s in $SEEDS; do train transformer "$s" experiment=shakespeare_char_transformer; done ;;
+    gru) for s in $SEEDS; do run_once gru "$s" experiment=shakespeare_char; done ;;
+    transformer) for s in $SEEDS; do run_once transformer "$s" experiment=shakespeare_char_transformer; done ;;
     pilots)
       for name in d128_l4 d128_l4_b16; do
         # shellcheck disable=SC2086
-        train "pilot_$name" 1 experiment=shakespeare_char_transformer ${PILOTS[$name]}
+        run_once "pilot_$name" 1 experiment=shakespeare_char_transformer ${PILOTS[$name]}
       done ;;
     summary) "$PYTHON" "$here/summarize.py" "$here/runs" > "$here/results.md" && cat "$here/results.md" ;;
     *) echo "unknown part: $part (gru | transformer | pilots | summary)"; exit 2 ;;

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from rnnlab.tracking.report import mean_std_of
-from rnnlab.tracking.run_info import cpu_model, logged, num_parameters
+from rnnlab.tracking.run_info import cpu_model, finished_runs, logged, num_parameters
 
 
 def load(run: Path) -> dict:
@@ -41,11 +41,7 @@ def describe(config: dict) -> str:
 
 
 def main(root: Path) -> None:
-    groups = {}
-    for group in sorted(p for p in root.iterdir() if p.is_dir()):
-        runs = [load(run) for run in sorted(group.glob("seed*")) if (run / "metrics.json").exists()]
-        if runs:
-            groups[group.name] = runs
+    groups = {name: [load(run) for run in runs] for name, runs in finished_runs(root).items()}
     print("# Tiny Shakespeare characters: the GRU recipe against a Transformer at 30 CPU minutes (issue 19, study 2)\n")
     print("Command: `bash experiments/rnn_vs_transformer/shakespeare/run.sh` (gru: `experiment=shakespeare_char`, "
           "transformer: `experiment=shakespeare_char_transformer`; pilots: `run.sh pilots`). "

@@ -152,6 +152,17 @@ def logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
         return [(int(row["step"]), float(row[key])) for row in csv.DictReader(f) if row.get(key)]
 
 
+def finished_runs(root: Path) -> dict[str, list[Path]]:
+    """A study's runs folder laid out as root/<group>/seed<k>/ (hydra.run.dir): {group: its finished runs (those with
+    metrics.json), by seed}, groups by name; a group with none finished is left out."""
+    groups = {}
+    for group in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+        runs = [run for run in group.glob("seed*") if (run / "metrics.json").exists()]
+        if runs:
+            groups[group.name] = sorted(runs, key=lambda run: int(run.name.removeprefix("seed")))
+    return groups
+
+
 def num_parameters(run_dir: Path) -> int:
     """Of the network in the best checkpoint of the run in `run_dir`, counted as the num_parameters tag counts them."""
     from rnnlab import tasks

@@ -6,7 +6,7 @@ One row per group of runs (rnn, transformer, pilot_*): test_2016_flickr BLEU (ca
 checkpoint by val BLEU), lowercased BLEU, chrF and perplexity as mean ± std over its seeds, with the epochs and target
 tokens each run fitted into its budget. Reads each run's metrics.json, .hydra/config.yaml and the CSV logger's
 validations; the target tokens of an epoch come from the run's own data settings. Draws curves.png (val BLEU and
-val loss against the share of the budget spent) next to this file.
+val loss against CPU minutes; pilots dotted) next to this file.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def main(root: Path) -> None:
     per_seed = {name: ", ".join(f"{run['metrics']['test/bleu']:.1f}" for run in runs) for name, runs in groups.items()}
     print("\nTest BLEU per seed: " + "; ".join(f"{name} {scores}" for name, scores in per_seed.items()) + ".")
     plot(groups, Path(__file__).parent / "curves.png")
-    print("\n![val BLEU and val loss against the share of the budget spent](curves.png)")
+    print("\n![val BLEU and val loss against CPU minutes, pilots dotted](curves.png)")
 
 
 def plot(groups: dict[str, list[dict]], path: Path) -> None:
@@ -97,12 +97,14 @@ def plot(groups: dict[str, list[dict]], path: Path) -> None:
     fig, (bleu_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for colour, (name, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], groups.items()):
         for k, run in enumerate(runs):
+            minutes = run["metrics"]["fit_cpu_seconds"] / 60 / run["updates"]  # per update, validation included
             for ax, curve in ((bleu_ax, run["bleu"]), (loss_ax, run["losses"])):
                 steps, values = zip(*curve)
-                ax.plot([step / run["updates"] for step in steps], values, color=colour, marker=".",
-                        label=name if k == 0 else None)
-    bleu_ax.set(xlabel="share of the training budget (updates / all updates)", ylabel="val BLEU (beam 5)")
-    loss_ax.set(xlabel="share of the training budget (updates / all updates)", ylabel="val loss (nats/token)")
+                ax.plot([step * minutes for step in steps], values, color=colour, marker=".",
+                        linestyle=":" if name.startswith("pilot") else "-", label=name if k == 0 else None)
+    xlabel = "CPU minutes of the run (its updates spread evenly)"
+    bleu_ax.set(xlabel=xlabel, ylabel="val BLEU (beam 5)")
+    loss_ax.set(xlabel=xlabel, ylabel="val loss (nats/token)")
     bleu_ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

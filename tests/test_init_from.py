@@ -246,16 +246,17 @@ def test_train_py_fits_a_tiny_lm_then_a_classifier_from_its_run_directory(tmp_pa
     data.setup()
     for split in ("train", "val"):
         (tmp_path / f"{split}.txt").write_text("\n".join(data.texts(split)) + "\n")
-    sizes = ["model.embedding_size=8", "model.hidden_size=8", "model.num_layers=1", "trainer.max_epochs=1",
-             "callbacks.progress_bar=null", "callbacks.gradient_diagnostics=null"]
+    sizes = ["model.embedding_size=8", "model.hidden_size=8", "model.num_layers=1", "callbacks.progress_bar=null",
+             "callbacks.gradient_diagnostics=null"]
     lm_dir = tmp_path / "lm" / "run"  # the LM's run directory (no MLflow run: quicker)
     train(compose_train(["task=lm", "data=text", f"data.train_path={tmp_path / 'train.txt'}",
                          f"data.val_path={tmp_path / 'val.txt'}", "data.cache_dir=null", "data.batch_size=8",
-                         "data.bptt=16", "callbacks.samples=null", "logger=none", "test=false", *sizes],
+                         "data.bptt=16", "callbacks.samples=null", "logger=none", "test=false", *sizes,
+                         "trainer.max_epochs=1"],
                         tmp_path / "lm"))
-    run = tracked_fit(["task=classification", "model=lstm", "model.bidirectional=true", f"model.init_from={lm_dir}",
-                       "data.train_examples=400", "data.val_examples=100", "data.test_examples=100", *sizes],
-                      tmp_path / "classifier")
+    classifier = ["task=classification", "model=lstm", "model.bidirectional=true", f"model.init_from={lm_dir}",
+                  "data.train_examples=400", "data.val_examples=100", "data.test_examples=100", *sizes]
+    run = tracked_fit([*classifier, "trainer.max_epochs=1"], tmp_path / "classifier")
     logged = run["client"].get_run(run["run_id"]).data
     assert logged.params["model.init_from"] == str(lm_dir)
     assert logged.metrics["init_from/vocab_coverage"] == 1.0  # the LM read the same texts
@@ -264,9 +265,6 @@ def test_train_py_fits_a_tiny_lm_then_a_classifier_from_its_run_directory(tmp_pa
     task = load(resolve_checkpoint(str(run["dir"]), None, tmp_path), "classifier")
     assert task.classify(["not good"])[0] is not None
     # and resume= goes on from it (its weights are the checkpoint's), without the language model it started from
-    resumed = tracked_fit(["task=classification", "model=lstm", "model.bidirectional=true",
-                           f"model.init_from={lm_dir}", "data.train_examples=400", "data.val_examples=100",
-                           "data.test_examples=100", *sizes[:-3], "trainer.max_epochs=2", *sizes[-2:],
-                           f"resume={run['dir']}"], tmp_path / "classifier")
+    resumed = tracked_fit([*classifier, "trainer.max_epochs=2", f"resume={run['dir']}"], tmp_path / "classifier")
     assert resumed["run_id"] == run["run_id"]  # the same MLflow run went on, one epoch further
     assert run["client"].get_run(run["run_id"]).data.metrics["epoch"] == logged.metrics["epoch"] + 1

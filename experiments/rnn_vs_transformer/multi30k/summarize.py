@@ -36,10 +36,10 @@ def epoch_size(data: str) -> tuple[int, int]:
 
 
 def load(run: Path) -> dict:
-    config = yaml.safe_load((run / ".hydra/config.yaml").read_text())
+    saved = OmegaConf.load(run / ".hydra/config.yaml")
+    config = OmegaConf.to_container(saved)  # as saved; only the data settings are resolved (to build the data)
     metrics = json.loads((run / "metrics.json").read_text())
-    data = OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml").data, resolve=True)
-    updates_per_epoch, tokens_per_epoch = epoch_size(yaml.safe_dump(data))
+    updates_per_epoch, tokens_per_epoch = epoch_size(yaml.safe_dump(OmegaConf.to_container(saved.data, resolve=True)))
     losses = logged(run, "val/loss")
     updates = max(step for step, _ in losses)
     return {"metrics": metrics, "config": config, "updates": updates, "epochs": updates / updates_per_epoch,

@@ -8,6 +8,7 @@
 #   bash experiments/tagging/run.sh grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]
 #   bash experiments/tagging/run.sh words          (on which dev words the HMM loses to the recipe: results/words/)
 #   bash experiments/tagging/run.sh slots          (where the SNIPS slot recipe loses its span F1: results/slots/)
+#   bash experiments/tagging/run.sh xpos           (the UPOS recipe on the Penn tags, 3 seeds, beside the HMM: results/xpos/)
 set -euo pipefail
 STUDY=tagging
 SEEDS=${SEEDS:-1,2,3}
@@ -32,6 +33,14 @@ grid_snips() {
 }
 targets_a() { SEEDS=1,2 target ud_ewt_upos ud_ewt; }
 targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; }
+# the Penn Treebank tags (XPOS, 50 in EWT) with the UPOS recipe unchanged, beside both HMMs; MLflow experiment tagging-xpos
+xpos_run() { target ud_ewt_upos ud_ewt data.tagset=xpos experiment_name=$STUDY-xpos; }
+xpos_a() { SEEDS=1,3 xpos_run; }
+xpos_b() {
+  SEEDS=2 xpos_run
+  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=xpos model.order=1,2 \
+    experiment_name=$STUDY-xpos $QUIET
+}
 report() {
   local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
   report_of targets --group-by experiment,data,model,model.order,data.tagset --metrics $metrics,fit_cpu_seconds
@@ -50,8 +59,10 @@ slots() {  # the store's snips_slots recipe runs (picked by tags and params) tag
 }
 
 case "${1:-targets}" in
-  grid_ud|grid_snips|hmm|targets_a|targets_b|report|words|slots) "$1" ;;
+  grid_ud|grid_snips|hmm|targets_a|targets_b|xpos_a|xpos_b|report|words|slots) "$1" ;;
   target) shift; target "$@" ;;
   targets) two_lanes targets_a targets_b targets; report ;;
-  *) echo "usage: $0 [targets|grid_ud|grid_snips|hmm|report|words|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
+  xpos) two_lanes xpos_a xpos_b xpos
+    report_of xpos --group-by model,model.order --metrics val/acc,val/acc_unseen,test/acc,fit_cpu_seconds ;;
+  *) echo "usage: $0 [targets|xpos|grid_ud|grid_snips|hmm|report|words|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
 esac

@@ -34,6 +34,7 @@ CASES = [
     ("model=gru model.recurrent_init=xavier", "model.recurrent_init='xavier' is not one of default, orthogonal"),
     ("model.forget_bias=chrono", "model.forget_bias=chrono needs chrono_max=T_max"),
     ("model.chrono_max=25", "model.chrono_max applies to forget_bias=chrono only"),
+    ("model.embedding_init=xavier", "model.embedding_init='xavier' is invalid: choose one of unit, uniform, normal"),
 ]
 
 

@@ -225,8 +225,8 @@ def test_bad_settings_are_one_line_errors_naming_the_key(build, message):
 @pytest.mark.parametrize("task", ["lm", "translation"])
 def test_a_sweep_over_gru_and_transformer_composes_and_builds_both(task, tmp_path, caplog):
     """`train.py -m model=gru,transformer` (with a preset sizing the GRU): each job's config builds its task; the
-    GRU's keys (and the recurrent encoder–decoder's, which task=translation adds) are ignored by the Transformer,
-    and the log says so."""
+    GRU's keys (and the recurrent models' own keys that task=lm and task=translation add) are ignored by the
+    Transformer, and the log says so."""
     preset = ["experiment=quick"] if task == "lm" else ["task=translation", "attention=luong_general"]
     inputs = {"lm": dict(vocab_size=20), "translation": dict(src_vocab_size=20, tgt_vocab_size=21, **IDS)}[task]
     built = {}
@@ -238,7 +238,7 @@ def test_a_sweep_over_gru_and_transformer_composes_and_builds_both(task, tmp_pat
         with caplog.at_level(logging.INFO, logger="rnnlab.tasks.base"):
             built[model] = task_class(**inputs, model=plain["model"], optimizer=plain["optimizer"], **options).model
     assert type(built["transformer"]).__name__ == ("TransformerLM" if task == "lm" else "TransformerSeq2Seq")
-    ignored = ("model.embedding_size, model.hidden_size" if task == "lm" else "model.attention, "
+    ignored = ("model.embedding_init, model.embedding_size, model.hidden_size" if task == "lm" else "model.attention, "
                "model.encoder_hidden_size, model.input_feeding, model.reverse_source, model.teacher_forcing")
     assert caplog.messages == [f"model=transformer has no {ignored}: ignored"]  # the GRU takes them all
     GlobalHydra.instance().clear()

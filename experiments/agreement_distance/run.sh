@@ -11,7 +11,7 @@ start=$(date +%s)
 for regime in short:1:8 mid:8:16 long:16:32; do
   IFS=: read -r name lo hi <<< "$regime"
   .venv/bin/python train.py -m model=rnn,lstm,gru data.distance_min="$lo" data.distance_max="$hi" \
-    trainer.max_epochs=6 seed=42 callbacks.progress_bar.refresh_rate=0 hydra.sweep.dir="$out/$name"
+    trainer.max_epochs=6 seed=42 model.embedding_init=uniform callbacks.progress_bar.refresh_rate=0 hydra.sweep.dir="$out/$name"
 done
 .venv/bin/python experiments/agreement_distance/summarize.py "$out" $(( $(date +%s) - start )) \
   > experiments/agreement_distance/results.md

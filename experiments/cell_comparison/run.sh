@@ -19,7 +19,7 @@ synthetic() {
 shakespeare() {
   # 1×256 cells, 4 "epochs" of 150 steps (32 streams × 128 characters), validated after each
   $PY train.py -m data=tinyshakespeare data.root=$SHARED_DATA/tinyshakespeare model=rnn,lstm,gru seed=1,2,3 \
-    model.num_layers=1 model.hidden_size=256 model.embedding_size=64 trainer.max_epochs=4 \
+    model.num_layers=1 model.hidden_size=256 model.embedding_size=64 model.embedding_init=uniform trainer.max_epochs=4 \
     +trainer.limit_train_batches=150 experiment_name=cell_comparison-tinyshakespeare $QUIET
   $PY train.py -m data=tinyshakespeare data.root=$SHARED_DATA/tinyshakespeare model=ngram model.order=3,5,7 \
     experiment_name=cell_comparison-tinyshakespeare $QUIET

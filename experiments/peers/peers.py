@@ -125,6 +125,7 @@ def rnnlab_lm_overrides(corpus_dir: str | Path, example: dict = EXAMPLE_DEFAULTS
         "model=lstm", f"model.embedding_size={example['emsize']}", f"model.hidden_size={example['nhid']}",
         f"model.num_layers={example['nlayers']}", f"model.dropout={example['dropout']}",
         f"model.tie_weights={str(example['tied']).lower()}", "model.backend=fused",
+        "model.embedding_init=uniform",  # main.py's model.py draws its encoder from U(±0.1)
         "optimizer=sgd", f"optimizer.lr={example['lr']}", "optimizer.momentum=0.0",
         f"trainer.gradient_clip_val={example['clip']}", "trainer.gradient_clip_algorithm=norm",
         # main.py divides lr by 4 after any epoch whose validation loss is not the best so far

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Same seed, same metrics before and after the task base (issue 15): four small runs with the code of BEFORE and of
 # AFTER, each in a git worktree of its own, then every final metric compared (timings left out).
-#   bash experiments/task_base_equivalence/run.sh [BEFORE] [AFTER]     (defaults: 6fe09d1, HEAD)
+#   bash experiments/task_base_equivalence/run.sh [BEFORE] [AFTER]     (defaults: 6fe09d1, d2f4444)
+# (AFTER was HEAD until the LM's embedding init changed on purpose, model.embedding_init=unit: from then on HEAD's
+# LM runs differ from BEFORE's by that change, not by the task base)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BEFORE=${1:-6fe09d1}; AFTER=${2:-HEAD}
+BEFORE=${1:-6fe09d1}; AFTER=${2:-d2f4444}
 OUT=${OUT:-$ROOT/experiments/task_base_equivalence/runs}
 PY=$ROOT/.venv/bin/python
 SHAKESPEARE=$ROOT/../shared/data/tinyshakespeare

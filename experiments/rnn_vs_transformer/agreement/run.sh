@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/agreement
-COMMON=(data.bptt=16 "data.distance_buckets=[8,16]" scheduler=cosine_time
+COMMON=(data.bptt=16 "data.distance_buckets=[8,16]" model.embedding_init=uniform scheduler=cosine_time
         scheduler.scheduler.clock=cpu trainer.max_cpu_time=00:00:06:00 trainer.max_epochs=1000
         callbacks.early_stopping=null)
 source experiments/rnn_vs_transformer/runs.sh   # run_once

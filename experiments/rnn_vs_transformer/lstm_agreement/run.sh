@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=experiments/rnn_vs_transformer/lstm_agreement
-COMMON=()
+# make train's defaults as they were: the word vectors drawn U(±0.1) (model.embedding_init=unit, the default since
+# 2026-12-07, is what this table led to: ../embedding_init/)
+COMMON=(model.embedding_init=uniform)
 source experiments/rnn_vs_transformer/runs.sh   # run_once
 declare -A VARIANTS=(
   [base]=""

@@ -22,16 +22,17 @@ def main(runs: Path) -> None:
     rows = []
     for variant, seeds in finished_runs(runs).items():
         overrides = [o for o in yaml.safe_load((seeds[0] / ".hydra/overrides.yaml").read_text())
-                     if not o.startswith(("seed=", "logger=", "callbacks.", "hydra."))]
+                     if not o.startswith(("seed=", "logger=", "callbacks.", "hydra.", "model.embedding_init="))]
         metrics = [json.loads((s / "metrics.json").read_text()) for s in seeds]
         curves = [[value for _, value in logged(s, "val/agreement/class_acc")] for s in seeds]
         rows.append((variant, " ".join(overrides) or "(make train's defaults)", seeds, metrics, curves))
 
     print("# Why does make train's LSTM not learn agreement? One variable at a time\n")
     print("Command: `bash experiments/rnn_vs_transformer/lstm_agreement/run.sh` (each row = `python train.py "
-          "seed=<s> <override>`, i.e. make train's defaults: data=synthetic_lm (1–24 distractors between subject "
-          "and verb, 300k training tokens, 32 streams × bptt 64 = 146 updates per epoch), 2-layer LSTM 256, "
-          "embedding 128, dropout 0.1, Adam lr 0.002, clip 0.5, 4 epochs; test metrics from the best-val checkpoint).")
+          "seed=<s> <override> model.embedding_init=uniform`, i.e. make train's defaults until 2026-12-07: "
+          "data=synthetic_lm (1–24 distractors between subject and verb, 300k training tokens, 32 streams × bptt 64 "
+          "= 146 updates per epoch), 2-layer LSTM 256, embedding 128 drawn U(±0.1), dropout 0.1, Adam lr 0.002, "
+          "clip 0.5, 4 epochs; test metrics from the best-val checkpoint; the fix it led to: ../embedding_init/).")
     print(f"Machine: {cpu_model()}, one thread per run, runs one after another beside other jobs.\n")
     print("**agreement acc** = how often the verb's most probable agreement class is the subject's (optimum 1, "
           "a model that forgot the subject 0.25). **per epoch** = validation agreement accuracy after each epoch, "

@@ -33,7 +33,7 @@ def init_embedding_(weight: torch.Tensor, how: str, hidden_size: int) -> None:
 
     Why unit is the default: under U(±0.1) (E = 128, H = 256) the pre-activations start at std 0.024, every gate
     sits at σ(0) = ½ whatever the word, and the 2-layer LSTM of `make train` stayed at chance agreement for 7
-    epochs; at unit scale it carries the subject by its 3rd (experiments/rnn_vs_transformer/lstm_agreement).
+    epochs; at unit scale it starts carrying the subject in its 3rd (experiments/rnn_vs_transformer/embedding_init).
     """
     E = weight.shape[1]
     if how == "unit":

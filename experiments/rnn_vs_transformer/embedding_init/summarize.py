@@ -25,6 +25,11 @@ def seeds_of(runs: list[Path]) -> str:
     return ",".join(run.name.removeprefix("seed") for run in runs)
 
 
+def mean_curve(curves: list[list[float]], fmt: str) -> str:
+    """The seeds' mean value after each validation, over the validations every seed reached."""
+    return " ".join(format(statistics.mean(c[e] for c in curves), fmt) for e in range(min(map(len, curves))))
+
+
 def synthetic(variants: dict[str, list[Path]]) -> None:
     print("## The agreement corpus (make train's defaults, 4 epochs)\n")
     print("**agreement acc** = how often the verb's most probable agreement class is the subject's (optimum 1, a "
@@ -40,7 +45,7 @@ def synthetic(variants: dict[str, list[Path]]) -> None:
             metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
             curves = [[value for _, value in logged(run, "val/agreement/class_acc")] for run in runs]
             acc = [m["test/agreement/class_acc"] for m in metrics]
-            curve = " ".join(f"{statistics.mean(c[e] for c in curves):.2f}" for e in range(min(map(len, curves))))
+            curve = mean_curve(curves, ".2f")
             print(f"| {cell} | {init}: {law} | {seeds_of(runs)} | {mean_std_of(acc, '.3f')} | "
                   f"{' '.join(f'{a:.2f}' for a in acc)} | {curve} | "
                   f"{mean_std_of([100 * m['test/ppl_gap'] for m in metrics], '.1f')} | "
@@ -59,10 +64,11 @@ def text(variants: dict[str, list[Path]]) -> None:
             runs = variants.get(f"{corpus}_lstm_{init}")
             if not runs:
                 continue
-            curves = [[value for _, value in logged(run, "val/loss")] for run in runs]
+            logs = [logged(run, "val/loss") for run in runs]  # (update, loss) after each validation
+            curves = [[value for _, value in log] for log in logs]
             best = [min(curve) for curve in curves]
-            steps = [logged(run, "val/loss")[-1][0] for run in runs]
-            curve = " ".join(f"{statistics.mean(c[e] for c in curves):.2f}" for e in range(min(map(len, curves))))
+            steps = [log[-1][0] for log in logs]
+            curve = mean_curve(curves, ".2f")
             print(f"| {what} | {init}: {law} | {seeds_of(runs)} | {mean_std_of(best, '.3f')} | "
                   f"{' '.join(f'{b:.3f}' for b in best)} | {math.exp(statistics.mean(best)):.1f} | {curve} | "
                   f"{mean_std_of(steps, '.0f')} |")

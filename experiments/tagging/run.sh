@@ -14,9 +14,12 @@ STUDY=tagging
 SEEDS=${SEEDS:-1,2,3}
 source "$(dirname "$0")/../lib.sh"   # cd to the repository root; PY, SHARED_DATA, QUIET, target, report_of, two_lanes
 
+hmm_ud() {  # the first- and second-order HMM on UD EWT; $1: tag sets (upos,xpos), $2: the MLflow experiment
+  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=$1 model.order=1,2 \
+    experiment_name=$2 $QUIET
+}
 hmm() {  # the lecture's baseline beside the recipes: counted once (no seed changes it)
-  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=upos,xpos model.order=1,2 \
-    experiment_name=tagging-targets $QUIET
+  hmm_ud upos,xpos tagging-targets
   $PY train.py task=tagging model=hmm data=snips_slots data.root=$SHARED_DATA/snips experiment_name=tagging-targets \
     monitor.metric=val/span_f1 $QUIET
 }
@@ -36,11 +39,7 @@ targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; 
 # the Penn Treebank tags (XPOS, 50 in EWT) with the UPOS recipe unchanged, beside both HMMs; MLflow experiment tagging-xpos
 xpos_run() { target ud_ewt_upos ud_ewt data.tagset=xpos experiment_name=$STUDY-xpos; }
 xpos_a() { SEEDS=1,3 xpos_run; }
-xpos_b() {
-  SEEDS=2 xpos_run
-  $PY train.py -m task=tagging model=hmm data=ud_ewt data.root=$SHARED_DATA/ud_ewt data.tagset=xpos model.order=1,2 \
-    experiment_name=$STUDY-xpos $QUIET
-}
+xpos_b() { SEEDS=2 xpos_run; hmm_ud xpos $STUDY-xpos; }
 report() {
   local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
   report_of targets --group-by experiment,data,model,model.order,data.tagset --metrics $metrics,fit_cpu_seconds

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +52,32 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
     return cfg
 
 
+# --- MLflow stores ---------------------------------------------------------------------------------------------
+_store_template: Path | None = None
+
+
+def new_store(db: Path) -> str:
+    """The URI of a new, empty MLflow sqlite store at `db` (unless one is there): a copy of one made once per
+    session. Creating a store runs MLflow's schema migrations, 2-5 s that every test training with MLflow paid
+    (over a minute of the suite); the copy is the same empty store. Tests about creating a store make their own."""
+    global _store_template
+    if _store_template is None:
+        from rnnlab.tracking.mlflow_store import ensure_store
+
+        template = Path(tempfile.mkdtemp(prefix="rnnlab-test-store-")) / "mlflow.db"
+        ensure_store(f"sqlite:///{template}")
+        _store_template = template
+    db.parent.mkdir(parents=True, exist_ok=True)
+    if not db.exists():
+        shutil.copyfile(_store_template, db)
+    return f"sqlite:///{db}"
+
+
+def pytest_unconfigure(config):
+    if _store_template is not None:
+        shutil.rmtree(_store_template.parent, ignore_errors=True)
+
+
 def tracked_fit(overrides: list[str], tmp_path: Path) -> dict:
     """train.py's work for `overrides` into a fresh sqlite store under tmp_path: the config, the final metrics,
     the one MLflow run (run_id, tags), the store (uri, client) and the run's directory."""
@@ -57,7 +85,7 @@ def tracked_fit(overrides: list[str], tmp_path: Path) -> dict:
 
     from rnnlab.training import train
 
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(tmp_path / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         cfg = compose_train(overrides, tmp_path)
@@ -70,7 +98,7 @@ def tracked_fit(overrides: list[str], tmp_path: Path) -> dict:
 
 @pytest.fixture
 def make_cfg(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(tmp_path / "mlflow.db"))
 
     def make(*overrides: str, tiny: bool = True) -> DictConfig:
         return compose_train([*(TINY if tiny else []), *overrides], tmp_path)

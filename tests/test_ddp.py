@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import ROOT, TINY, compose_train, run_owned
+from conftest import ROOT, TINY, compose_train, new_store, run_owned
 from hydra.utils import instantiate
 
 from rnnlab.data.batching import LengthBucketSampler
@@ -50,7 +50,7 @@ SWEEP_TINY = [f"++{o}" if o.startswith("model.") else o for o in TINY]
 def sweep(tmp_path_factory):
     """python train.py -m model=rnn,transformer hardware=ddp_cpu ... (the basic launcher: one job after another)."""
     tmp = tmp_path_factory.mktemp("ddp_sweep")
-    uri = f"sqlite:///{tmp}/mlflow.db"
+    uri = new_store(tmp / "mlflow.db")
     run_train("-m", "model=rnn,transformer", "hardware=ddp_cpu", *SWEEP_TINY, *QUIET, "callbacks=none",
               f"paths.log_dir={tmp}/logs",
               f"hydra.sweep.dir={tmp}/sweep", tracking_uri=uri)
@@ -91,7 +91,7 @@ def test_every_sweep_job_is_one_mlflow_run(sweep):
 def test_a_ddp_fit_equals_a_one_process_fit(sweep, tmp_path, monkeypatch, job, model):
     """data.batch_size rows split over 2 processes: the same gradients, the same windows, the same tokens scored
     (the Transformer's evaluation reading each process's streams from its own sliding cache)."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(tmp_path / "mlflow.db"))
     ddp = json.loads((sweep.dir / str(job) / "metrics.json").read_text())
     one = train(compose_train([*SWEEP_TINY, f"model={model}", *QUIET, "callbacks=none", "logger=none"], tmp_path))
     assert ddp["val/ppl_optimal"] == pytest.approx(one["val/ppl_optimal"], rel=1e-6)  # each token scored once
@@ -104,7 +104,7 @@ def test_every_rank_of_an_optuna_trial_trains_the_sampled_values(tmp_path):
     """An hparams_search preset makes the job's own config a multirun and its trial reads the study it names."""
     run_train("hparams_search=lm_lstm", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=ddp", "hardware=ddp_cpu",
               *TINY, "+trainer.enable_progress_bar=false", "callbacks=none", f"paths.log_dir={tmp_path}/logs",
-              f"hydra.sweep.dir={tmp_path}/sweep", tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+              f"hydra.sweep.dir={tmp_path}/sweep", tracking_uri=new_store(tmp_path / "mlflow.db"))
     digests = config_digests(tmp_path / "sweep" / "0")
     assert set(digests) == {0, 1} and digests[0] == digests[1]
 
@@ -128,7 +128,7 @@ TRANSLATION = ["task=translation", "model=gru", "attention=luong_general", "data
 def test_translation_scores_under_ddp_equal_one_process_on_the_same_checkpoint(tmp_path):
     run_dir = tmp_path / "ddp"
     run_train(*TRANSLATION, "hardware=ddp_cpu", f"paths.log_dir={tmp_path}", f"hydra.run.dir={run_dir}",
-              tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+              tracking_uri=new_store(tmp_path / "mlflow.db"))
     ddp = json.loads((run_dir / "metrics.json").read_text())
     ddp_hypotheses = (run_dir / "translations" / "test_hypotheses.txt").read_text().splitlines()
     (best,) = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]

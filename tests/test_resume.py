@@ -22,7 +22,7 @@ import lightning.pytorch as L
 import mlflow
 import pytest
 import torch
-from conftest import ROOT, compose_train, run_owned
+from conftest import ROOT, compose_train, new_store, run_owned
 
 from rnnlab import checkpoint_io, resume
 from rnnlab.checkpoints import read_checkpoint
@@ -77,7 +77,7 @@ def runs_of(uri: str, run_dir: Path) -> list:
 
 # --- exact resume -----------------------------------------------------------------------------------------------
 def test_lm_resumed_mid_epoch_ends_as_if_never_stopped(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     reference = fit(LM, tmp_path / "reference")
     (reference_run,) = runs_of(uri, tmp_path / "reference" / "run")
@@ -107,7 +107,7 @@ def test_lm_resumed_mid_epoch_ends_as_if_never_stopped(tmp_path, monkeypatch):
 def test_lm_killed_with_sigkill_resumes_exactly_through_train_py(hardware, tmp_path):
     """The real thing: train.py killed by SIGKILL mid-epoch, then `train.py resume=last`; under DDP (2 gloo
     processes, each killing itself at the same step) every process's carried state comes back to it."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(tmp_path / "mlflow.db")
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     logs = tmp_path / "logs"
@@ -136,7 +136,7 @@ def test_lm_killed_with_sigkill_resumes_exactly_through_train_py(hardware, tmp_p
 
 
 def test_translation_resumed_at_an_epoch_boundary_ends_as_if_never_stopped(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(tmp_path / "mlflow.db"))
     overrides = [*TRANSLATION, "callbacks.last_checkpoint.every_n_steps=1000"]  # only the epoch's end saves
     reference = fit(overrides, tmp_path / "reference")
     with pytest.raises(RuntimeError, match="crash"):
@@ -194,11 +194,17 @@ def test_resume_last_is_the_newest_interrupted_run(tmp_path):
     fake_run(tmp_path / "runs" / "d" / "3", [], finished=True)
     running = fake_run(tmp_path / "runs" / "d" / "4", [])
     record = json.loads((running / "run.json").read_text())
-    (running / "run.json").write_text(json.dumps({**record, "pid": 1}))  # init: a process that is alive
-    os.utime(older / "checkpoints" / "last.ckpt", (1, 1))
-    assert resume.locate("last", tmp_path, None) == newer.resolve()
-    with pytest.raises(ConfigError, match="that run is still running \\(process 1 on this machine\\)"):
-        resume.locate(str(running), tmp_path, None)
+    # a live process that is neither pytest nor its parent (pid 1 is the parent of a pytest started with nohup)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (running / "run.json").write_text(json.dumps({**record, "pid": alive.pid}))
+        os.utime(older / "checkpoints" / "last.ckpt", (1, 1))
+        assert resume.locate("last", tmp_path, None) == newer.resolve()
+        with pytest.raises(ConfigError, match=f"that run is still running \\(process {alive.pid} on this machine\\)"):
+            resume.locate(str(running), tmp_path, None)
+    finally:
+        alive.kill()
+        alive.wait()
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import CONF, ROOT, TINY, owned_process, run_owned
+from conftest import CONF, ROOT, TINY, new_store, owned_process, run_owned
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -33,7 +33,7 @@ def search_command(tmp_path: Path, study: str, *overrides: str) -> list[str]:
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "OMP_NUM_THREADS": "1",
+    return {**os.environ, "MLFLOW_TRACKING_URI": new_store(tmp_path / "mlflow.db"), "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1"}
 
 

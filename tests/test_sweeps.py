@@ -16,7 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import CONF, ROOT, TINY, compose_train, owned_process, run_owned
+from conftest import CONF, ROOT, TINY, compose_train, new_store, owned_process, run_owned
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -33,17 +33,19 @@ QUICK = [*TINY, "data.train_tokens=8000", "data.val_tokens=2000", "data.test_tok
          "+trainer.enable_progress_bar=false", "logger.mlflow.log_model=false"]
 
 
-def sweep_command(tmp_path: Path, *overrides: str) -> tuple[list[str], dict[str, str]]:
-    """`train.py -m QUICK... overrides` into tmp_path's store, and the environment to run it in."""
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1"}
+def sweep_command(tmp_path: Path, *overrides: str, fresh: bool = False) -> tuple[list[str], dict[str, str]]:
+    """`train.py -m QUICK... overrides` into tmp_path's store, and the environment to run it in. fresh: no store
+    there yet, the sweep creates it."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db" if fresh else new_store(tmp_path / "mlflow.db")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     for name in (sweep.CHILD_ENV, sweep.PARENT_ENV, "HYDRA_FULL_ERROR"):
         env.pop(name, None)
     return [sys.executable, "train.py", "-m", *QUICK, f"paths.log_dir={tmp_path}", *overrides], env
 
 
-def sweep_cli(tmp_path: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    command, env = sweep_command(tmp_path, *overrides)
+def sweep_cli(tmp_path: Path, *overrides: str, timeout: float = 300,
+              fresh: bool = False) -> subprocess.CompletedProcess:
+    command, env = sweep_command(tmp_path, *overrides, fresh=fresh)
     return run_owned(command, cwd=ROOT, env=env, timeout=timeout)
 
 
@@ -126,7 +128,8 @@ def test_failed_jobs_are_children_the_others_still_run_and_the_parent_fails(tmp_
 @pytest.mark.slow  # ~30 s: 4 jobs in 2 worker processes; the basic launcher's sweeps above run in `make test`
 def test_joblib_jobs_in_parallel_into_a_new_store(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
-    result = sweep_cli(tmp_path, "model=rnn,gru", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
+    result = sweep_cli(tmp_path, "model=rnn,gru", "seed=1,2", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                       fresh=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     parent, children = runs(tmp_path)
     assert parent.info.status == "FINISHED" and parent.data.tags["sweep.launcher"] == "joblib"

@@ -25,7 +25,11 @@ $(INSTALLED): pyproject.toml
 	@echo "installing torch==2.13.0, then rnnlab[dev] into $(VENV) ..."
 	@$(BIN)/pip install -q torch==2.13.0 $(PIP_QUIET)
 	@$(BIN)/pip install -q -e ".[dev]" $(PIP_QUIET)
-	@$(BIN)/python -c "import torch, lightning, hydra, mlflow, rnnlab" && touch $@
+	@$(BIN)/python -c "import torch, lightning, hydra, mlflow, rnnlab"
+	@# the scratch LSTM's compiled gate math: built here once (~30 s, cached by torch) rather than inside the first
+	@# run that needs it; without a compiler it warns and the torch-op path is used (rnnlab/nn/kernels.py)
+	@echo "building the scratch LSTM's compiled gate math (once, ~30 s) ..."
+	@$(BIN)/python -c "from rnnlab.nn import kernels; kernels.lstm_pointwise()" && touch $@
 
 train: install  ## train the default experiment (extra Hydra overrides: make train ARGS="model=gru")
 	$(BIN)/python train.py $(ARGS)

@@ -75,7 +75,8 @@ def test_spectral_norm_is_the_largest_singular_value():
 
 
 def test_training_logs_diagnostics_and_grad_norm(make_cfg):
-    cfg = make_cfg("model=skip_rnn", "trainer.max_epochs=2")
+    cfg = make_cfg("model=skip_rnn", "trainer.max_epochs=2", "data.train_tokens=12000", "data.val_tokens=2000",
+                   "data.test_tokens=2000")
     metrics = train(cfg)
     client = mlflow.MlflowClient(cfg.logger.mlflow.tracking_uri)
     run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]

@@ -124,17 +124,19 @@ def test_a_warmup_longer_than_the_schedule_is_an_error_except_in_a_smoke_test(ma
 def test_steps_stopped_after_the_last_validation_are_reported_and_avoidable(make_cfg, caplog):
     from rnnlab.tracking.run_info import CurveRecorder
 
-    recorder = CurveRecorder()  # 47 steps an epoch: validated at 47, stopped at 60
+    small = ["logger=none", "data.train_tokens=8000", "data.val_tokens=1000", "data.test_tokens=1000",
+             "trainer.max_epochs=-1", "trainer.max_steps=20"]
+    recorder = CurveRecorder()  # 16 steps an epoch: validated at 16, stopped at 20
     with caplog.at_level(logging.WARNING, logger="rnnlab.training"):
-        train(make_cfg("logger=none", "trainer.max_epochs=-1", "trainer.max_steps=60"), extra_callbacks=[recorder])
-    assert [step for step, _ in recorder.val] == [47]
-    assert "the last 13 of 60 optimizer steps were never validated" in caplog.text
+        train(make_cfg(*small), extra_callbacks=[recorder])
+    assert [step for step, _ in recorder.val] == [16]
+    assert "the last 4 of 20 optimizer steps were never validated" in caplog.text
     caplog.clear()
-    recorder = CurveRecorder()  # validated every 20 steps counted across epochs: the last step is scored
+    recorder = CurveRecorder()  # validated every 10 steps counted across epochs: the last step is scored
     with caplog.at_level(logging.WARNING, logger="rnnlab.training"):
-        train(make_cfg("logger=none", "trainer.max_epochs=-1", "trainer.max_steps=60", "+trainer.val_check_interval=20",
+        train(make_cfg(*small, "trainer.max_steps=30", "+trainer.val_check_interval=10",
                        "+trainer.check_val_every_n_epoch=null"), extra_callbacks=[recorder])
-    assert [step for step, _ in recorder.val] == [20, 40, 60] and "never validated" not in caplog.text
+    assert [step for step, _ in recorder.val] == [10, 20, 30] and "never validated" not in caplog.text
 
 
 def test_without_logger_default_callbacks_still_run(make_cfg, tmp_path):

@@ -7,6 +7,7 @@
 #   bash experiments/tagging/run.sh targets        (from the repository root: the recipes, 3 seeds, two lanes)
 #   bash experiments/tagging/run.sh grid_ud|grid_snips|hmm|report|target <recipe> <data folder> [overrides]
 #   bash experiments/tagging/run.sh words          (on which dev words the HMM loses to the recipe: results/words/)
+#   bash experiments/tagging/run.sh words_xpos     (the same on the Penn tags, from the xpos runs: results/words_xpos/)
 #   bash experiments/tagging/run.sh slots          (where the SNIPS slot recipe loses its span F1: results/slots/)
 #   bash experiments/tagging/run.sh xpos           (the UPOS recipe on the Penn tags, 3 seeds, beside the HMM: results/xpos/)
 set -euo pipefail
@@ -53,15 +54,18 @@ mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-
 words() {  # the store's HMM and recipe runs (picked by tags and params) tag UD EWT dev; a few CPU minutes
   $PY $HERE/words.py --experiment $STUDY-targets --data-root $SHARED_DATA/ud_ewt --out $HERE/results/words
 }
+words_xpos() {  # the same on the Penn tags: the XPOS runs (xpos_a, xpos_b) of MLflow experiment tagging-xpos
+  $PY $HERE/words.py --experiment $STUDY-xpos --data-root $SHARED_DATA/ud_ewt --out $HERE/results/words_xpos
+}
 slots() {  # the store's snips_slots recipe runs (picked by tags and params) tag SNIPS valid; under a CPU minute
   $PY $HERE/slots.py --experiment $STUDY-targets --data-root $SHARED_DATA/snips --out $HERE/results/slots
 }
 
 case "${1:-targets}" in
-  grid_ud|grid_snips|hmm|targets_a|targets_b|xpos_a|xpos_b|report|words|slots) "$1" ;;
+  grid_ud|grid_snips|hmm|targets_a|targets_b|xpos_a|xpos_b|report|words|words_xpos|slots) "$1" ;;
   target) shift; target "$@" ;;
   targets) two_lanes targets_a targets_b targets; report ;;
   xpos) two_lanes xpos_a xpos_b xpos
     report_of xpos --group-by model,model.order --metrics val/acc,val/acc_unseen,test/acc,fit_cpu_seconds ;;
-  *) echo "usage: $0 [targets|xpos|grid_ud|grid_snips|hmm|report|words|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [targets|xpos|grid_ud|grid_snips|hmm|report|words|words_xpos|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ data.tagset the latest first-order HMM (`model=hmm`, model.order=1: the lecture'
 of the recipe (`experiment=<recipe>`, any model but the HMM). Loads each best checkpoint as tag.py does
 (rnnlab.cli.load_task) and tags the dev sentences with `TaggingTask.tag`; each model's dev accuracy is printed
 beside the store's `test/acc` (the dev score of the same checkpoint) as a check. A tag set with an HMM but no
-recurrent run is reported for the HMM alone.
+recurrent run is reported for the HMM alone; one without an HMM is left out.
 
 Each dev word is classed by the training split's counts (rnnlab.tasks.word_classes: seen with one tag, with several,
 unseen, and an unseen word's shape; seen words also by training count). The BiLSTM's numbers are the mean over its
@@ -86,17 +86,19 @@ def select_runs(client, experiment: str, recipe: str, uri: str) -> dict[str, Run
                 chosen[tagset].hmm = picked
         elif tags.get("experiment") == recipe and picked.seed not in {r.seed for r in chosen[tagset].rnn}:
             chosen[tagset].rnn.append(picked)
-    upos = chosen["upos"]
-    if upos.hmm is None:
-        raise ConfigError(f"no finished first-order HMM run on UD EWT UPOS (tags model=hmm data=ud_ewt, "
-                          f"model.order=1) in experiment {experiment!r} of {uri}: run `bash "
-                          f"experiments/tagging/run.sh hmm` first")
-    if not upos.rnn:
-        raise ConfigError(f"no finished run of experiment={recipe} on UD EWT UPOS in experiment {experiment!r} of "
-                          f"{uri}: run `bash experiments/tagging/run.sh target {recipe} ud_ewt` first")
+    # a tag set is compared where the store has its HMM (tagging-targets: UPOS and XPOS; tagging-xpos: XPOS)
+    chosen = {tagset: runs_of for tagset, runs_of in chosen.items() if runs_of.hmm is not None}
+    if not chosen:
+        raise ConfigError(f"no finished first-order HMM run on UD EWT (tags model=hmm data=ud_ewt, model.order=1) "
+                          f"in experiment {experiment!r} of {uri}: run `bash experiments/tagging/run.sh hmm` (or "
+                          f"`xpos` for tagging-xpos) first")
+    if not any(runs_of.rnn for runs_of in chosen.values()):
+        raise ConfigError(f"no finished run of experiment={recipe} on UD EWT beside the HMM in experiment "
+                          f"{experiment!r} of {uri}: run `bash experiments/tagging/run.sh target {recipe} ud_ewt` "
+                          f"(or `xpos` for tagging-xpos) first")
     for runs_of in chosen.values():
         runs_of.rnn.sort(key=by_seed)
-    return {tagset: runs_of for tagset, runs_of in chosen.items() if runs_of.hmm or runs_of.rnn}
+    return chosen
 
 
 def tag_dev(run: Run, sentences: list[list[str]], tagset: str, uri: str) -> None:
@@ -433,7 +435,8 @@ def main() -> None:
                 print(f"{tagset}: no run of experiment={args.recipe} on {tagset.upper()} in the store: the HMM "
                       f"alone", file=sys.stderr)
     intro = ["# On which words the lecture's HMM loses to the BiLSTM (UD EWT, dev)", "",
-             "Written by `python experiments/tagging/words.py` (`bash experiments/tagging/run.sh words`) from the "
+             f"Written by `python experiments/tagging/words.py` (`bash experiments/tagging/run.sh "
+             f"{'words_xpos' if args.experiment.endswith('-xpos') else 'words'}`) from the "
              f"runs of MLflow experiment `{args.experiment}`; every number is on the **dev** split (test is held "
              "back). Word classes are what the training split says of each dev word, as written (no lowercasing). "
              "The BiLSTM's figures are the mean over its seeds (± their std); \"gap\" is the class's worth in "

@@ -1,7 +1,7 @@
 """Study 4 of issue 19: training and decoding speed of rnn, lstm, gru and transformer at equal parameter count.
 
     python experiments/rnn_vs_transformer/speed.py [--repeats 3] [--steps 60] [--warmup 10] > speed.jsonl
-    python experiments/rnn_vs_transformer/speed.py --table speed.jsonl [later.jsonl ...] > speed.md
+    python experiments/rnn_vs_transformer/speed.py --table speed.jsonl [later.jsonl ...] [--memory m.jsonl] > speed.md
 
 Sizes. The reference is make train's LSTM (2 × 256, embedding 128); every other model gets the width whose
 parameter count is nearest to it (`sized`): the GRU and the tanh RNN their hidden size (2 layers, embedding 128),
@@ -19,7 +19,7 @@ within each repeat, one thread (OMP_NUM_THREADS=1):
                  early, so every model writes the same lengths, up to 1.5·S + 10; the per-token cost is compared)
 Memory: the process's peak resident size (mostly the interpreter, torch and the data) and the most the resident
 size rose during the workload (`ResidentGrowth`: the workload's own memory; added after the 2026-12-06 runs, whose
-speed.jsonl lacks it).
+speed.jsonl lacks it: speed_memory.jsonl measured it, and `--table ... --memory` takes it from there).
 Prints one JSON line per measurement; --table turns them into a Markdown table of medians.
 """
 
@@ -217,16 +217,34 @@ def run_all(args) -> None:
                 print(json.dumps(row), flush=True)
 
 
-def table(paths: list[Path]) -> None:
-    """Markdown tables of measurement files; a workload measured in a later file is taken from it alone."""
+def read(path: Path) -> tuple[dict, list[dict]]:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return lines[0], lines[1:]
+
+
+def table(paths: list[Path], memory: Path | None = None) -> None:
+    """Markdown tables of measurement files; a workload measured in a later file is taken from it alone. With
+    `memory`, the memory-growth column comes from that file (a run made for memory alone: its speeds are not used,
+    so it may run on a busy machine, where resident memory is the same and the clocks are not)."""
     head, rows = None, []
     for path in paths:
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        head = head or lines[0]
-        again = {row["workload"] for row in lines[1:]}
-        rows = [row for row in rows if row["workload"] not in again] + lines[1:]
+        first, lines = read(path)
+        head = head or first
+        again = {row["workload"] for row in lines}
+        rows = [row for row in rows if row["workload"] not in again] + lines
     print(f"Machine: {head['machine']}, one thread per process, {head['repeats']} repeats (models alternating), "
           f"{head['date']}; training: {head['steps']} timed steps after {head['warmup']}. Medians.\n")
+    if memory is not None:
+        first, lines = read(memory)
+        print(f"Memory growth from {memory.name}: {first['machine']}, {first['repeats']} repeats, {first['date']} "
+              f"(training: {first['steps']} steps after {first['warmup']}; its clocks are not used).\n")
+        rows = [{key: value for key, value in row.items() if key != "memory_growth_mib"} for row in rows]
+        grown = {}
+        for row in lines:
+            grown.setdefault((row["workload"], row["model"]), []).append(row["memory_growth_mib"])
+        for row in rows:
+            if (row["workload"], row["model"]) in grown:
+                row["memory_growth_mib"] = statistics.median(grown[row["workload"], row["model"]])
     unit = {"lm-train": "tokens/s", "lm-sample": "tokens/s", "mt-train": "target tokens/s", "mt-beam": "sentences/s"}
     for workload in dict.fromkeys(r["workload"] for r in rows):
         print(f"**{workload}** ({unit[workload]})\n")
@@ -260,9 +278,10 @@ def main() -> None:
     parser.add_argument("--overrides", help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, nargs="+", help="print the Markdown tables of JSON-lines outputs (a "
                         "workload measured again in a later file is taken from that file)")
+    parser.add_argument("--memory", type=Path, help="with --table: the memory-growth column from this output")
     args = parser.parse_args()
     if args.table:
-        table(args.table)
+        table(args.table, args.memory)
     elif args.one:
         print(json.dumps(measure(args.one, json.loads(args.overrides), args)))
     else:

@@ -80,6 +80,7 @@ def build(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()
 
     recorder = RunRecorder(cfg, resumed, store)
     callbacks = [_instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = [c for c in callbacks if c is not None]  # a callback that its settings turn off (weight_averaging)
     callbacks += [*recorder.callbacks(), RandomState(), hardware.ProcessReport(cfg), *extra_callbacks]
     if cfg.trainer.get("max_cpu_time") is not None:  # rnnlab's budget beside Lightning's trainer.max_time
         callbacks.append(CPUTimer(cfg.trainer.max_cpu_time))

@@ -69,6 +69,9 @@ def test_a_run_with_an_average_resumed_mid_epoch_ends_as_if_never_stopped(crash,
         fit([*LM, *AVERAGED], tmp_path, Crash(crash))
     checkpoint = checkpoint_io.load(tmp_path / "run" / "checkpoints" / "last.ckpt", "the checkpoint")
     assert ("current_model_state" in checkpoint) == (crash > 40)
+    if crash > 40:  # without the callback training would go on from θ̄ (the checkpoint's weights), not from θ
+        with pytest.raises(ConfigError, match="the run averaged its weights .* resume with the run's callbacks"):
+            fit([*LM, *AVERAGED[2:], f"resume={tmp_path / 'run'}"], tmp_path)
     assert untimed(fit([*LM, *AVERAGED, f"resume={tmp_path / 'run'}"], tmp_path)) == uninterrupted
 
 

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
@@ -38,6 +38,10 @@ def prepare(cfg: DictConfig, task: L.LightningModule, tracking_uri: str | None) 
     if trained is not None:
         trained = {**{f"model.{key}": value for key, value in added.items()}, **trained}
     _check_same_training(trained, trained_config(cfg), run_dir)
+    if "current_model_state" in checkpoint and OmegaConf.select(cfg, "callbacks.weight_averaging.decay") is None:
+        # its state_dict is the average θ̄; without the callback training would go on from θ̄, not from θ
+        raise ConfigError(f"resume={run_dir}: the run averaged its weights (callbacks.weight_averaging) and its "
+                          f"checkpoint holds the average; resume with the run's callbacks.weight_averaging settings")
     run_id = record.get("mlflow_run_id")
     if run_id and tracking_uri:
         _check_run_exists(run_id, tracking_uri, record.get("tracking_uri"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -26,7 +27,13 @@ def load(run: Path) -> dict:
     per_update = config["data"]["batch_size"] * config["data"]["bptt"]
     curve = logged(run, "val/loss")  # (update, val loss) at each validation
     return {"metrics": json.loads((run / "metrics.json").read_text()), "config": config, "curve": curve,
-            "per_update": per_update, "updates": max(step for step, _ in curve), "parameters": num_parameters(run)}
+            "per_update": per_update, "updates": max(step for step, _ in curve), "parameters": num_parameters(run),
+            "finished": (run / "metrics.json").stat().st_mtime}
+
+
+def finished_dates(groups: dict[str, list[dict]]) -> str:
+    days = sorted({time.strftime("%Y-%m-%d", time.gmtime(run["finished"])) for runs in groups.values() for run in runs})
+    return " to ".join(dict.fromkeys([days[0], days[-1]])) if days else "—"
 
 
 def describe(config: dict) -> str:
@@ -45,11 +52,13 @@ def main(root: Path) -> None:
     print("# Tiny Shakespeare characters: the GRU recipe against a Transformer at 30 CPU minutes (issue 19, study 2)\n")
     print("Command: `bash experiments/rnn_vs_transformer/shakespeare/run.sh` (gru: `experiment=shakespeare_char`, "
           "transformer: `experiment=shakespeare_char_transformer`; pilots: `run.sh pilots`). "
-          f"Machine: {cpu_model()}, one thread per run, two runs side by side. Loss in nats per character on the "
-          "validation split (the last 10 % of the text; it is also the test split), best checkpoint.\n")
-    print("| runs | model and budget | seeds | parameters | updates | characters read | chars / CPU s | "
+          f"Machine: {cpu_model()}, one thread per run, two or three runs side by side; runs finished "
+          f"{finished_dates(groups)}. Loss in nats per character on the validation split (the last 10 % of the text; "
+          "it is also the test split), best checkpoint. Wall time is the fit's (training and validation) on the "
+          "shared cores; the budget is CPU time.\n")
+    print("| runs | model and budget | seeds | parameters | updates | characters read | chars / CPU s | wall min | "
           "val loss | bpc |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in groups.items():
         losses = [run["metrics"]["test/loss"] for run in runs]
         rates = [run["updates"] * run["per_update"] / run["metrics"]["fit_cpu_seconds"] for run in runs]
@@ -57,7 +66,9 @@ def main(root: Path) -> None:
         print(f"| {name} | {describe(runs[0]['config'])} | {seeds} | {runs[0]['parameters']:,} | "
               f"{mean_std_of([run['updates'] for run in runs], '.0f')} | "
               f"{mean_std_of([run['updates'] * run['per_update'] / 1e6 for run in runs], '.1f')} M | "
-              f"{mean_std_of(rates, '.0f')} | {mean_std_of(losses, '.3f')} | "
+              f"{mean_std_of(rates, '.0f')} | "
+              f"{mean_std_of([run['metrics']['fit_seconds'] / 60 for run in runs], '.0f')} | "
+              f"{mean_std_of(losses, '.3f')} | "
               f"{mean_std_of([loss / math.log(2) for loss in losses], '.3f')} |")
     plot(groups, Path(__file__).parent / "curves.png")
     print("\n![validation loss against characters read](curves.png)")

@@ -1,7 +1,8 @@
 """Study 4 of issue 19: training and decoding speed of rnn, lstm, gru and transformer at equal parameter count.
 
     python experiments/rnn_vs_transformer/speed.py [--repeats 3] [--steps 60] [--warmup 10] > speed.jsonl
-    python experiments/rnn_vs_transformer/speed.py --table speed.jsonl [later.jsonl ...] [--memory m.jsonl] > speed.md
+    python experiments/rnn_vs_transformer/speed.py --table speed.jsonl [later.jsonl ...] [--memory m.jsonl] \
+        [--plot speed.png] > speed.md
 
 Sizes. The reference is make train's LSTM (2 × 256, embedding 128); every other model gets the width whose
 parameter count is nearest to it (`sized`): the GRU and the tanh RNN their hidden size (2 layers, embedding 128),
@@ -222,7 +223,7 @@ def read(path: Path) -> tuple[dict, list[dict]]:
     return lines[0], lines[1:]
 
 
-def table(paths: list[Path], memory: Path | None = None) -> None:
+def table(paths: list[Path], memory: Path | None = None, plot_path: Path | None = None) -> None:
     """Markdown tables of measurement files; a workload measured in a later file is taken from it alone. With
     `memory`, the memory-growth column comes from that file (a run made for memory alone: its speeds are not used,
     so it may run on a busy machine, where resident memory is the same and the clocks are not)."""
@@ -266,6 +267,41 @@ def table(paths: list[Path], memory: Path | None = None) -> None:
                   f"{statistics.median(r['peak_rss_mib'] for r in got):.0f} |"
                   + (f" {statistics.median(r['memory_growth_mib'] for r in got):.1f} |" if growth else ""))
         print()
+    if plot_path is not None:
+        plot(rows, plot_path)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Two panels per workload and model: speed per CPU second ÷ the reference's, and the workload's own memory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
+    width = 0.8 / len(MODELS)
+    for k, model in enumerate(MODELS):
+        ratios, grown = [], []
+        for workload in workloads:
+            mine = [r for r in rows if r["workload"] == workload]
+            reference = statistics.median(r["per_cpu_s"] for r in mine
+                                          if r["model"] == ("lstm" if workload.startswith("lm") else "gru"))
+            got = [r for r in mine if r["model"] == model]
+            ratios.append(statistics.median(r["per_cpu_s"] for r in got) / reference if got else 0)
+            grown.append(statistics.median(r["memory_growth_mib"] for r in got)
+                         if got and all("memory_growth_mib" in r for r in got) else 0)
+        at = [i + (k - (len(MODELS) - 1) / 2) * width for i in range(len(workloads))]
+        speed.bar(at, ratios, width, label=model)
+        memory.bar(at, grown, width, label=model)
+    speed.axhline(1, color="grey", linewidth=0.8)
+    speed.set(ylabel="per CPU second ÷ reference (lstm: lm, gru: mt)", title="speed at equal parameters")
+    memory.set(ylabel="MiB the workload added", title="the workload's own memory")
+    for ax in (speed, memory):
+        ax.set_xticks(range(len(workloads)), workloads)
+    speed.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -279,9 +315,10 @@ def main() -> None:
     parser.add_argument("--table", type=Path, nargs="+", help="print the Markdown tables of JSON-lines outputs (a "
                         "workload measured again in a later file is taken from that file)")
     parser.add_argument("--memory", type=Path, help="with --table: the memory-growth column from this output")
+    parser.add_argument("--plot", type=Path, help="with --table: draw the ratios and memory growth into this PNG")
     args = parser.parse_args()
     if args.table:
-        table(args.table, args.memory)
+        table(args.table, args.memory, args.plot)
     elif args.one:
         print(json.dumps(measure(args.one, json.loads(args.overrides), args)))
     else:

@@ -176,6 +176,7 @@ def fit(model: dict, tmp_path, **task) -> tuple[ClassificationTask, WordOrder, L
     return classifier, data, trainer
 
 
+@pytest.mark.slow  # ~13 s: two trainings; the default data's optima are checked through train.py in make test
 def test_a_recurrent_classifier_learns_word_order_a_bag_of_words_cannot(tmp_path):
     rnn, data, trainer = fit({**SMALL, "cell": "gru", "hidden_size": 16, "embedding_size": 8}, tmp_path,
                              pooling="last")

@@ -149,6 +149,7 @@ def test_trial_callback_refuses_to_run_outside_a_search(monkeypatch):
 
 # --- real searches --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # ~17 s: four trials through train.py; the spaces, samplers and pruners are unit-tested above
 @pytest.mark.usefixtures("one_thread")
 def test_search_prunes_records_failures_and_returns_the_metric(tmp_path):
     """Four trials on a grid of learning rates: 3e-3 learns (COMPLETE, 2 epochs), 1e-5 barely moves and the

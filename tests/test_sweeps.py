@@ -83,6 +83,7 @@ def assert_summary_matches(rows: list[dict[str, str]], children: list[mlflow.ent
                    child.data.metrics)
 
 
+@pytest.mark.slow  # ~12 s; the Ctrl-C test runs a basic-launcher sweep end to end in make test
 def test_failed_jobs_are_children_the_others_still_run_and_the_parent_fails(tmp_path):
     # job 0 trains; jobs 1 and 3 are the user's mistake (dropout 1.5), caught before their runs would exist;
     # job 2 fails inside fit (its checkpoint callback watches a metric that nothing logs)

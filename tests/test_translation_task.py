@@ -316,6 +316,7 @@ def script(name: str, *overrides: str, uri: str, stdin: str | None = None) -> su
     return run_owned([sys.executable, name, *overrides], cwd=ROOT, env=env, input=stdin, timeout=120)
 
 
+@pytest.mark.slow  # ~17 s: three translate.py processes; test_transformer translates from a checkpoint in make test
 def test_translate_py_from_the_run_id_and_from_the_checkpoint_file(run, tmp_path):
     best = resolve_checkpoint(run["run_id"], run["uri"], tmp_path)
     task = TranslationTask.from_checkpoint(best, "best")

@@ -247,6 +247,7 @@ def table(paths: list[Path], memory: Path | None = None, plot_path: Path | None 
             if (row["workload"], row["model"]) in grown:
                 row["memory_growth_mib"] = statistics.median(grown[row["workload"], row["model"]])
     unit = {"lm-train": "tokens/s", "lm-sample": "tokens/s", "mt-train": "target tokens/s", "mt-beam": "sentences/s"}
+    drawn: dict[str, dict[str, tuple[float, float]]] = {}  # workload → model → (÷ reference, memory growth MiB)
     for workload in dict.fromkeys(r["workload"] for r in rows):
         print(f"**{workload}** ({unit[workload]})\n")
         growth = all("memory_growth_mib" in r for r in rows if r["workload"] == workload)
@@ -262,35 +263,29 @@ def table(paths: list[Path], memory: Path | None = None, plot_path: Path | None 
                 continue
             width = " ".join(o for o in got[0]["overrides"] if o.startswith(("model.d_model", "model.hidden_size")))
             cpu = statistics.median(r["per_cpu_s"] for r in got)
+            grown = statistics.median(r["memory_growth_mib"] for r in got) if growth else 0.0
+            drawn.setdefault(workload, {})[model] = (cpu / ref, grown)
             print(f"| {model} | {got[0]['parameters']:,} | {width or '(default)'} | "
                   f"{statistics.median(r['per_s'] for r in got):,.1f} | {cpu:,.1f} | {cpu / ref:.2f} | "
-                  f"{statistics.median(r['peak_rss_mib'] for r in got):.0f} |"
-                  + (f" {statistics.median(r['memory_growth_mib'] for r in got):.1f} |" if growth else ""))
+                  f"{statistics.median(r['peak_rss_mib'] for r in got):.0f} |" + (f" {grown:.1f} |" if growth else ""))
         print()
     if plot_path is not None:
-        plot(rows, plot_path)
+        plot(drawn, plot_path)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Two panels per workload and model: speed per CPU second ÷ the reference's, and the workload's own memory."""
+def plot(drawn: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
+    """The tables' medians as bars, per workload and model: speed per CPU second ÷ the reference's, and the
+    workload's own memory (0 where it was not measured)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    workloads = list(drawn)
     fig, (speed, memory) = plt.subplots(1, 2, figsize=(10, 3.8))
     width = 0.8 / len(MODELS)
     for k, model in enumerate(MODELS):
-        ratios, grown = [], []
-        for workload in workloads:
-            mine = [r for r in rows if r["workload"] == workload]
-            reference = statistics.median(r["per_cpu_s"] for r in mine
-                                          if r["model"] == ("lstm" if workload.startswith("lm") else "gru"))
-            got = [r for r in mine if r["model"] == model]
-            ratios.append(statistics.median(r["per_cpu_s"] for r in got) / reference if got else 0)
-            grown.append(statistics.median(r["memory_growth_mib"] for r in got)
-                         if got and all("memory_growth_mib" in r for r in got) else 0)
+        ratios, grown = zip(*(drawn[workload].get(model, (0.0, 0.0)) for workload in workloads))
         at = [i + (k - (len(MODELS) - 1) / 2) * width for i in range(len(workloads))]
         speed.bar(at, ratios, width, label=model)
         memory.bar(at, grown, width, label=model)

@@ -37,15 +37,14 @@ class ExponentialAverage(EMAWeightAveraging):
     def _averaged(self) -> bool:
         return self._average_model is not None and int(self._average_model.n_averaged) > 0
 
+    # no optimizer step falls inside a validation: both ends see the same _averaged(), so they swap back what they swap
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._swapped = self._averaged()
-        if self._swapped:
+        if self._averaged():
             super().on_validation_epoch_start(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if getattr(self, "_swapped", False):
+        if self._averaged():
             super().on_validation_epoch_end(trainer, pl_module)
-        self._swapped = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._averaged():

@@ -13,6 +13,7 @@ from rnnlab.errors import ConfigError
 from rnnlab.training import train
 
 CASES = [
+    ("allocator=jemalloc", "allocator=.jemalloc. is invalid: choose one of retain, system"),
     ("model.dropout=1.5", r"model.dropout=1.5 is invalid: must be in \[0, 1\)"),
     ("model.dropout=-0.1", r"model.dropout=-0.1 is invalid"),
     ("model.hidden_size=0", "model.hidden_size=0 is invalid: must be a positive integer"),

@@ -69,6 +69,9 @@ def test_translation_overrides_build_the_model_joeynmt_is_configured_with(tmp_pa
     assert joey["data"]["src"]["voc_file"] == joey["data"]["trg"]["voc_file"] == str(tmp_path / "bpe/vocab.txt")
     assert joey["data"]["src"]["level"] == "word" and joey["data"]["dataset_type"] == "plain"
     assert not peers.joeynmt_config(tmp_path, tmp_path, input_feeding=False)["model"]["decoder"]["input_feeding"]
+    # JoeyNMT refuses a validation_freq that logging_freq does not divide (the throughput runs log every N steps)
+    training = peers.joeynmt_config(tmp_path, tmp_path, input_feeding=True, updates=60, logging_freq=30)["training"]
+    assert training["validation_freq"] % 30 == 0 and training["validation_freq"] > 60
     assert "model.input_feeding=false" in peers.rnnlab_translation_overrides(tmp_path, input_feeding=False)
 
 
@@ -137,6 +140,14 @@ def test_allocator_env_finds_a_library_or_says_none(tmp_path):
     assert peers.allocator_env("tcmalloc", [tmp_path]) is None
     with pytest.raises(ValueError, match="unknown allocator 'mimalloc'"):
         peers.allocator_env("mimalloc")
+
+
+def test_only_the_retain_setting_lets_rnnlab_set_malloc_itself():
+    # under every other setting rnnlab runs with allocator=system, so glibc's default is glibc's default and an
+    # environment's choice (tunables, LD_PRELOAD) is the only one in effect
+    assert peers.allocator_env("retain") == {}
+    assert peers.rnnlab_allocator("retain") == "retain"
+    assert {peers.rnnlab_allocator(name) for name in peers.ALLOCATORS if name != "retain"} == {"system"}
 
 
 def test_ratio_summary_gives_medians_and_pair_ratios():

@@ -51,15 +51,19 @@ def main() -> None:
         return
     if not (measure.PREPARED / "prepared.json").is_file():
         subprocess.run([sys.executable, str(HERE / "prepare.py")], check=True, stdout=subprocess.DEVNULL)
+    best = measure.best_allocator  # each system's fastest setting
     comparisons = {
-        "translation_train_if_on": lambda: {system: measure.runner("translation", system, args.translation_steps)
-                                            for system in ("rnnlab", "joeynmt")},
-        "word_lm_train": lambda: {system: measure.runner("lm", system, args.lm_steps)
-                                  for system in ("rnnlab", "example")},
+        "translation_train_if_on": ("joeynmt", lambda: {
+            system: measure.runner("translation", system, args.translation_steps, best(system))
+            for system in ("rnnlab", "joeynmt")}),
+        "word_lm_train": ("example", lambda: {system: measure.runner("lm", system, args.lm_steps, best(system))
+                                              for system in ("rnnlab", "example")}),
     }
-    for name, systems in comparisons.items():
+    for name, (peer, systems) in comparisons.items():
         if name not in missing:
-            measure.alternate(f"peers/{name}", systems(), args.pairs, {"unit": "tokens/s", "goal": GOALS[name]})
+            measure.alternate(f"peers/{name}", systems(), args.pairs, {"unit": "tokens/s", "goal": GOALS[name],
+                                                                       "allocator": best("rnnlab"),
+                                                                       "peer_allocator": best(peer)})
 
 
 if __name__ == "__main__":

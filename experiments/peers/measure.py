@@ -36,6 +36,7 @@ sys.path.insert(0, str(HERE))
 from peers import (  # noqa: E402
     ALLOCATORS,
     EXAMPLE_DEFAULTS,
+    RNNLAB_ONLY,
     SPLIT_FILES,
     allocator_env,
     detokenize,
@@ -45,6 +46,7 @@ from peers import (  # noqa: E402
     joeynmt_config,
     joeynmt_rates,
     ratio_summary,
+    rnnlab_allocator,
     rnnlab_lm_overrides,
     rnnlab_translation_overrides,
     rnnlab_valid_ppl,
@@ -62,7 +64,10 @@ def emit(record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
-def environment(allocator: str = "glibc") -> dict[str, str]:
+def environment(allocator: str = "glibc", system: str = "rnnlab") -> dict[str, str]:
+    if system != "rnnlab" and allocator in RNNLAB_ONLY:
+        raise SystemExit(f"measure.py: allocator {allocator} is rnnlab's own setting; give the peer another "
+                         f"(--peer-allocator)")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT / "src")}
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", env["OMP_NUM_THREADS"])
@@ -175,16 +180,20 @@ def alternate(name: str, systems: dict, pairs: int, settings: dict, against_firs
 
 
 PEERS = {"translation": "joeynmt", "lm": "example"}
+# each system's fastest allocator setting in `alloc` (README, "The allocator"): the comparisons' defaults; where a
+# peer's library is absent, glibc's tunables stand in
+BEST_ALLOCATOR = {"rnnlab": "retain", "example": "tcmalloc", "joeynmt": "glibc_tuned"}
+STAND_IN = "glibc_tuned"
 
 
 def runner(workload: str, system: str, steps: int, allocator: str = "glibc", input_feeding: bool = True):
     """A callable measuring one run of `system` (rnnlab or a peer's name) on `workload` (translation, lm, or scratch:
     the LM with rnnlab's scratch LSTM)."""
-    env = environment(allocator)
+    env = environment(allocator, system)
     if system == "rnnlab":
         overrides = translation_overrides(input_feeding) if workload == "translation" else lm_overrides(
             scratch=workload == "scratch")
-        return lambda: rnnlab_rate(overrides, steps, env)
+        return lambda: rnnlab_rate([*overrides, f"allocator={rnnlab_allocator(allocator)}"], steps, env)
     if system == "joeynmt":
         return lambda: joeynmt_rate(input_feeding, steps, env)
     return lambda: example_rate(steps, env)
@@ -193,16 +202,32 @@ def runner(workload: str, system: str, steps: int, allocator: str = "glibc", inp
 def command_train(args) -> None:
     for input_feeding in args.input_feeding:
         on = input_feeding == "on"
-        systems = {system: runner("translation", system, args.steps, args.allocator, on)
+        systems = {system: runner("translation", system, args.steps, allocator_of(args, system), on)
                    for system in ("rnnlab", "joeynmt")}
         alternate(f"translation_train_if_{input_feeding}", systems, args.pairs,
-                  {"unit": "target tokens/s", "allocator": args.allocator, "input_feeding": on})
+                  {"unit": "target tokens/s", **allocators(args, "joeynmt"), "input_feeding": on})
 
 
 def command_lm(args) -> None:
-    systems = {system: runner("lm", system, args.steps, args.allocator) for system in ("rnnlab", "example")}
+    systems = {system: runner("lm", system, args.steps, allocator_of(args, system)) for system in ("rnnlab", "example")}
     emit({"name": "word_lm_train/settings", "example_defaults": EXAMPLE_DEFAULTS, "rnnlab_overrides": lm_overrides()})
-    alternate("word_lm_train", systems, args.pairs, {"unit": "tokens/s", "allocator": args.allocator})
+    alternate("word_lm_train", systems, args.pairs, {"unit": "tokens/s", **allocators(args, "example")})
+
+
+def allocator_of(args, system: str) -> str:
+    """The setting `system` runs with: --allocator (rnnlab) / --peer-allocator, `best` = its BEST_ALLOCATOR."""
+    chosen = args.allocator if system == "rnnlab" else args.peer_allocator
+    return best_allocator(system) if chosen == "best" else chosen
+
+
+def best_allocator(system: str) -> str:
+    best = BEST_ALLOCATOR[system]
+    return best if allocator_env(best) is not None else STAND_IN
+
+
+def allocators(args, peer: str) -> dict[str, str]:
+    """How the summaries name the settings: rnnlab's and the peer's."""
+    return {"allocator": allocator_of(args, "rnnlab"), "peer_allocator": allocator_of(args, peer)}
 
 
 def command_alloc(args) -> None:
@@ -217,7 +242,8 @@ def command_alloc(args) -> None:
             if system is None or (system != "rnnlab" and "peer" not in args.systems) or \
                     (system == "rnnlab" and "rnnlab" not in args.systems):
                 continue
-            runs = {allocator: runner(workload, system, args.steps, allocator) for allocator in allocators}
+            runs = {allocator: runner(workload, system, args.steps, allocator) for allocator in allocators
+                    if system == "rnnlab" or allocator not in RNNLAB_ONLY}
             alternate(f"allocator/{workload}/{system}", runs, args.pairs, {"workload": workload, "system": system},
                       against_first=True)
 
@@ -227,15 +253,16 @@ def command_lm_epochs(args) -> None:
     corpus = PREPARED / args.corpus
     out = HERE / "runs" / f"lm_epochs_{args.corpus}_{args.epochs}"
     out.mkdir(parents=True, exist_ok=True)
-    env = environment(args.allocator)
     rnnlab = [PYTHON, "train.py", *rnnlab_lm_overrides(corpus), f"trainer.max_epochs={args.epochs}",
+              f"allocator={rnnlab_allocator(allocator_of(args, 'rnnlab'))}",
               f"data.cache_dir={PREPARED / 'vocab_cache'}", "callbacks.early_stopping=null", "logger=csv",
               "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", f"hydra.run.dir={out / 'rnnlab'}"]
     example = [PYTHON, "main.py", *example_lm_args(corpus, 200, args.epochs, save=out / "example_model.pt")]
     for system, command, cwd in (("rnnlab", rnnlab, ROOT), ("example", example, EXAMPLE_DIR)):
         started = time.perf_counter()
         with open(out / f"{system}.log", "w", encoding="utf-8") as log:
-            subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(command, cwd=cwd, env=environment(allocator_of(args, system), system), stdout=log,
+                           stderr=subprocess.STDOUT, check=True)
         wall = round(time.perf_counter() - started, 1)
         if system == "rnnlab":
             latest = max((out / "rnnlab").rglob("metrics.csv"), key=lambda path: path.stat().st_mtime)  # a rerun's
@@ -243,7 +270,7 @@ def command_lm_epochs(args) -> None:
         else:
             curve = example_valid_ppl((out / "example.log").read_text(encoding="utf-8"))
         emit({"name": f"word_lm_epochs/{system}", "corpus": args.corpus, "epochs": args.epochs, "wall_s": wall,
-              "valid_ppl": [round(ppl, 2) for _, ppl in curve], "allocator": args.allocator})
+              "valid_ppl": [round(ppl, 2) for _, ppl in curve], "allocator": allocator_of(args, system)})
 
 
 def command_decode(args) -> None:
@@ -264,9 +291,10 @@ def command_decode(args) -> None:
         config["data"]["test"] = str(tmp / "test")
         config["training"]["model_dir"] = str(args.joeynmt_dir.resolve())
         (tmp / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        env = environment(args.allocator)
         systems = {
-            "rnnlab": [PYTHON, str(HERE / "rnnlab_side.py"), "decode", "--ckpt", str(args.rnnlab_ckpt),
+            "rnnlab": [PYTHON, str(HERE / "rnnlab_side.py"), "decode", "--allocator",
+                       rnnlab_allocator(allocator_of(args, "rnnlab")),
+                       "--ckpt", str(args.rnnlab_ckpt),
                        "--sources", str(tmp / "sources.de"), "--hypotheses", str(tmp / "rnnlab.hyp")],
             "joeynmt": [str(JOEYNMT_PYTHON), str(HERE / "joeynmt_decode.py"), str(tmp / "joeynmt.yaml"),
                         str(tmp / "joeynmt.hyp")],
@@ -274,7 +302,8 @@ def command_decode(args) -> None:
         results: dict[str, list[float]] = {system: [] for system in systems}
         for pair in range(args.pairs):
             for system, command in systems.items():
-                done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+                done = subprocess.run(command, cwd=ROOT, env=environment(allocator_of(args, system), system),
+                                      capture_output=True, text=True)
                 if done.returncode != 0:
                     raise SystemExit(f"measure.py: {system} decoding failed:\n{done.stderr[-3000:]}")
                 result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -283,7 +312,7 @@ def command_decode(args) -> None:
                     hypotheses = [detokenize(h) for h in hypotheses]
                 results[system].append(result["sentences_per_s"])
                 emit({"name": f"decode_beam5/{system}", "pair": pair, **result, **score(hypotheses, references),
-                      "unit": "sentences/s", "allocator": args.allocator})
+                      "unit": "sentences/s", "allocator": allocator_of(args, system)})
     emit({"name": "decode_beam5/rnnlab_over_joeynmt", "unit": "ratio",
           **ratio_summary(results["rnnlab"], results["joeynmt"])})
 
@@ -303,13 +332,13 @@ def command_budget(args) -> None:
     val BLEU, else the last; JoeyNMT: best.ckpt, else the latest) decodes test_2016 with beam 5 (`decode`)."""
     out = HERE / "runs" / f"budget_{args.minutes:g}min"
     out.mkdir(parents=True, exist_ok=True)
-    env, seconds = environment(args.allocator), round(args.minutes * 60)
+    seconds = round(args.minutes * 60)
     rnnlab_dir, joeynmt_dir = out / "rnnlab", out / "joeynmt"
     max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"  # DD:HH:MM:SS
     rnnlab = [PYTHON, "train.py", "experiment=multi30k_best", f"data.root={SHARED_DATA}", "data.download=false",
               f"data.cache_dir={PREPARED / 'cache'}", f"trainer.max_time={max_time}", "seed=42", "logger=csv",
               "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "test=false",
-              f"hydra.run.dir={rnnlab_dir}"]
+              f"allocator={rnnlab_allocator(allocator_of(args, 'rnnlab'))}", f"hydra.run.dir={rnnlab_dir}"]
     config = joeynmt_config(PREPARED / "bpe", joeynmt_dir, True, logging_freq=100,
                             validation_freq=args.joeynmt_validation_freq)
     (out / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -319,13 +348,14 @@ def command_budget(args) -> None:
     for system, command in (("rnnlab", rnnlab), ("joeynmt", joeynmt)):
         started = time.perf_counter()
         with open(out / f"{system}.log", "w", encoding="utf-8") as log:
-            done = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            done = subprocess.run(command, cwd=ROOT, env=environment(allocator_of(args, system), system), stdout=log,
+                                  stderr=subprocess.STDOUT)
         if done.returncode not in (0, 124):  # 124: `timeout` ended it at the budget
             raise SystemExit(f"measure.py: {system} failed (exit {done.returncode}); see {out / f'{system}.log'}")
         emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - started, 1)})
     checkpoint = best_checkpoint(rnnlab_dir / "checkpoints")
     command_decode(argparse.Namespace(rnnlab_ckpt=checkpoint, joeynmt_dir=joeynmt_dir, sentences=args.sentences,
-                                      pairs=1, allocator=args.allocator))
+                                      pairs=1, allocator=args.allocator, peer_allocator=args.peer_allocator))
 
 
 def best_checkpoint(directory: Path) -> Path:
@@ -348,7 +378,7 @@ def main() -> None:
     train = commands.add_parser("train", help="translation training tokens/s, rnnlab vs JoeyNMT")
     train.add_argument("--input-feeding", nargs="+", choices=("on", "off"), default=["on", "off"])
     lm = commands.add_parser("lm", help="word LM training tokens/s, rnnlab vs pytorch/examples")
-    alloc = commands.add_parser("alloc", help="allocators: glibc, glibc tunables, jemalloc, tcmalloc")
+    alloc = commands.add_parser("alloc", help="allocators: glibc, glibc tunables, rnnlab's retain, jemalloc, tcmalloc")
     alloc.add_argument("--workloads", nargs="+", choices=("lm", "translation", "scratch"),
                        default=["lm", "translation", "scratch"])
     alloc.add_argument("--systems", nargs="+", choices=("rnnlab", "peer"), default=["rnnlab", "peer"])
@@ -369,8 +399,10 @@ def main() -> None:
                         help="steps (one epoch is 453), a multiple of its logging_freq 100")
     for command in (decode, budget):
         command.add_argument("--sentences", type=int, default=1000, help="decode the first N test sentences")
-    for command in (train, lm, epochs, decode, budget):
-        command.add_argument("--allocator", choices=ALLOCATORS, default="glibc")
+    for command in (train, lm, epochs, decode, budget):  # each system's best setting by default (README)
+        command.add_argument("--allocator", choices=[*ALLOCATORS, "best"], default="best", help="rnnlab's")
+        command.add_argument("--peer-allocator", choices=[a for a in (*ALLOCATORS, "best") if a not in RNNLAB_ONLY],
+                             default="best", help="the peer's; best: its fastest in `alloc`")
     args = parser.parse_args()
     {"train": command_train, "lm": command_lm, "lm-epochs": command_lm_epochs, "alloc": command_alloc,
      "decode": command_decode, "budget": command_budget}[args.command](args)

@@ -49,10 +49,12 @@ def rnnlab_translation_overrides(data_root: str | Path, input_feeding: bool, rec
 
 
 def joeynmt_config(data_dir: str | Path, model_dir: str | Path, input_feeding: bool, *, updates: int | None = None,
-                   logging_freq: int = 100, validation_freq: int = 10**9, recipe: dict = TRANSLATION) -> dict:
+                   logging_freq: int = 100, validation_freq: int | None = None, recipe: dict = TRANSLATION) -> dict:
     """JoeyNMT 2.3.0's config for the same model and data. `data_dir` holds {train,val,test}.{de,en} as pieces
-    and vocab.txt (prepare.py)."""
+    and vocab.txt (prepare.py). No validation_freq: never validates (JoeyNMT requires a multiple of logging_freq)."""
     data_dir = Path(data_dir)
+    if validation_freq is None:
+        validation_freq = logging_freq * 10**9
     side = dict(level="word", voc_file=str(data_dir / "vocab.txt"), max_length=recipe["max_length"],
                 lowercase=False, normalize=False)
     dropout = recipe["dropout"]
@@ -200,12 +202,15 @@ GLIBC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_":
 # Debian's libjemalloc2 and libtcmalloc-minimal4 (apt-get install libjemalloc2 libtcmalloc-minimal4)
 LIBRARIES = {"jemalloc": "libjemalloc.so.2", "tcmalloc": "libtcmalloc_minimal.so.4"}
 LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
-ALLOCATORS = ("glibc", "glibc_tuned", "jemalloc", "tcmalloc")
+# retain: rnnlab's own default (allocator=retain, rnnlab/allocator.py: the same idea as GLIBC_TUNED, set by mallopt
+# from inside the process); every other setting runs rnnlab with allocator=system, so the environment decides
+ALLOCATORS = ("glibc", "glibc_tuned", "retain", "jemalloc", "tcmalloc")
+RNNLAB_ONLY = ("retain",)
 
 
 def allocator_env(name: str, library_dirs: Sequence[str | Path] = LIBRARY_DIRS) -> dict[str, str] | None:
     """The environment that selects allocator `name`; None when its library is not installed."""
-    if name == "glibc":
+    if name in ("glibc", "retain"):
         return {}
     if name == "glibc_tuned":
         return dict(GLIBC_TUNED)
@@ -216,6 +221,11 @@ def allocator_env(name: str, library_dirs: Sequence[str | Path] = LIBRARY_DIRS) 
         if path.is_file():
             return {"LD_PRELOAD": str(path)}
     return None
+
+
+def rnnlab_allocator(name: str) -> str:
+    """rnnlab's `allocator=` under allocator setting `name`: only `retain` lets rnnlab set malloc itself."""
+    return "retain" if name == "retain" else "system"
 
 
 # -- summaries ------------------------------------------------------------------------------------------

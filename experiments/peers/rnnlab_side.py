@@ -4,7 +4,7 @@ from the start); each prints one JSON line on stdout.
     python experiments/peers/rnnlab_side.py rate --warmup W --steps N -- <train.py overrides>
         training throughput: the real train() path (MLflow logging on, into a temporary store; no validation, no
         checkpoints), timing steps W+1 .. W+N: target tokens (non-pad) per wall and per CPU second
-    python experiments/peers/rnnlab_side.py decode --ckpt PATH --sources S --hypotheses OUT
+    python experiments/peers/rnnlab_side.py decode [--allocator retain|system] --ckpt PATH --sources S --hypotheses OUT
         beam-5 decoding of every source line (raw text in, detokenized text out), timed; measure.py scores it
 """
 
@@ -76,7 +76,9 @@ def rate(args, overrides: list[str]) -> dict:
 
 
 def decode(args) -> dict:
-    from rnnlab import tasks
+    from rnnlab import allocator, tasks
+
+    allocator.configure(args.allocator)  # train.py's key; decoding has no config to carry it
     from rnnlab.data.translation import read_lines
 
     task = tasks.load(Path(args.ckpt), str(args.ckpt), "cpu", decode="beam", beam_size=args.beam_size,
@@ -99,6 +101,7 @@ def main() -> None:
     timed.add_argument("overrides", nargs="*")
     decoding = commands.add_parser("decode")
     decoding.add_argument("--ckpt", required=True)
+    decoding.add_argument("--allocator", choices=("retain", "system"), default="retain")
     decoding.add_argument("--sources", required=True)
     decoding.add_argument("--hypotheses", required=True)
     decoding.add_argument("--beam-size", type=int, default=5)

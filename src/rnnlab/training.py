@@ -14,7 +14,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rnnlab import checkpoint_io, config, hardware, resume
+from rnnlab import allocator, checkpoint_io, config, hardware, resume
 from rnnlab.callbacks.cpu_timer import CPUTimer
 from rnnlab.callbacks.random_state import RandomState
 from rnnlab.errors import ConfigError
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
     """Fit and test as configured; extra_callbacks join the configured ones (benchmarks use this)."""
     check(cfg)
+    allocator.configure(cfg.get("allocator", "retain"))
     datamodule, task, trainer = build(cfg, extra_callbacks)
     recorder = next(c for c in trainer.callbacks if isinstance(c, RunRecorder))
     resumed = recorder.resumed  # resume=: the checkpoint this run continues from

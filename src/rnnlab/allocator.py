@@ -41,17 +41,17 @@ RETAIN = {"M_MMAP_THRESHOLD": (M_MMAP_THRESHOLD, 1 << 30), "M_TRIM_THRESHOLD": (
 ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_",
                "MALLOC_ARENA_MAX")
 
-_applied: str | None = None  # what configure() did in this process: mallopt cannot be undone
+_applied: str | None = None  # set once retain is applied in this process: mallopt cannot be undone
 
 
 def configure(setting: str = "retain") -> str:
-    """Apply `setting` to this process's malloc, once; returns (and logs) what is in effect."""
+    """Apply `setting` to this process's malloc; returns (and logs) what is in effect."""
     global _applied
     if setting not in SETTINGS:
         raise ConfigError(f"allocator={setting!r} is invalid: choose one of {', '.join(SETTINGS)} (another malloc, "
                           f"such as jemalloc, is chosen by LD_PRELOAD, which allocator=retain leaves alone)")
     if _applied is not None:
-        if setting == "system" and _applied.startswith("retain"):
+        if setting == "system":
             log.warning("allocator=system: this process already set allocator=retain, which stays in effect "
                         "(mallopt cannot be undone); run it in a new process")
         return _applied

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import lightning.pytorch as L
 
+from rnnlab import allocator
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -76,7 +78,7 @@ def rate(args, overrides: list[str]) -> dict:
 
 
 def decode(args) -> dict:
-    from rnnlab import allocator, tasks
+    from rnnlab import tasks
 
     allocator.configure(args.allocator)  # train.py's key; decoding has no config to carry it
     from rnnlab.data.translation import read_lines
@@ -101,7 +103,7 @@ def main() -> None:
     timed.add_argument("overrides", nargs="*")
     decoding = commands.add_parser("decode")
     decoding.add_argument("--ckpt", required=True)
-    decoding.add_argument("--allocator", choices=("retain", "system"), default="retain")
+    decoding.add_argument("--allocator", choices=allocator.SETTINGS, default="retain")
     decoding.add_argument("--sources", required=True)
     decoding.add_argument("--hypotheses", required=True)
     decoding.add_argument("--beam-size", type=int, default=5)

@@ -26,6 +26,10 @@ def _runs(tracking_uri: str):
                                   pytest.param("gru", marks=pytest.mark.slow)])
 def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLFLOW_UI_PORT", raising=False)  # the run's link: make ui's default address
+    # one pass over the gradients per step: the NaN guard, train/grad_norm and clipping (at 0.5 here) share it
+    passes, total_norm = [], torch.nn.utils.get_total_norm
+    monkeypatch.setattr(torch.nn.utils, "get_total_norm", lambda *a, **k: passes.append(1) or total_norm(*a, **k))
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: pytest.fail("a second pass to clip"))
     cfg = make_cfg(f"model={cell}")
     metrics = train(cfg)
 
@@ -35,6 +39,7 @@ def test_fit_lowers_loss_and_tracks_run(cell, make_cfg, tmp_path, capsys, monkey
     run = runs[0]
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(history) >= 3
+    assert len(passes) == len(client.get_metric_history(run.info.run_id, "train/grad_norm")) == len(history)
     vocab_size = 81
     assert history[0].value == pytest.approx(math.log(vocab_size), abs=0.15)  # untrained ≈ uniform
     assert metrics["val/loss"] < history[0].value - 0.3
@@ -158,3 +163,46 @@ def test_loss_curve_records_each_validation_at_its_step(make_cfg):
     assert recorder.val[-1][1] == pytest.approx(metrics["val/loss"])  # the last epoch's value
     assert recorder.optimal == pytest.approx(math.log(metrics["val/ppl_optimal"]), rel=1e-6)
     assert [step for step, _ in recorder.train] == list(range(1, steps[1] + 1))  # every step
+
+
+def test_clipping_by_the_kept_norm_equals_torchs_clip_grad_norm():
+    from types import SimpleNamespace
+
+    from rnnlab.tasks.optimization import clip_by_norm, gradient_norm
+
+    def network() -> torch.nn.Module:  # the same weights and gradients each time
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+        net[0].bias.requires_grad_(False)  # no gradient: out of the norm, as clip_grad_norm_ leaves it
+        net(torch.randn(4, 5)).pow(2).sum().mul(10).backward()
+        return net
+
+    reference, net = network(), network()
+    expected = torch.nn.utils.clip_grad_norm_([p for p in reference.parameters() if p.grad is not None], 0.5)
+    task = SimpleNamespace(trainer=SimpleNamespace(global_step=3), parameters=net.parameters)
+    assert expected > 0.5 and torch.equal(gradient_norm(task), expected)
+    clip_by_norm(task, 0.5)
+    for ours, theirs in zip(net.parameters(), reference.parameters()):
+        assert (ours.grad is None and theirs.grad is None) or torch.equal(ours.grad, theirs.grad)
+    assert torch.equal(gradient_norm(task), expected)  # kept for the step: what train/grad_norm logged, pre-clip
+    task.trainer.global_step = 4
+    assert gradient_norm(task) == pytest.approx(0.5, rel=1e-5)  # the next step takes it afresh
+
+
+def test_nan_guard_leaves_overflowed_gradients_to_the_16_mixed_loss_scaler(tmp_path):
+    from types import SimpleNamespace
+
+    from rnnlab.callbacks.nan_guard import StopOnNonFinite
+    from rnnlab.errors import TrainingStopped
+
+    net = torch.nn.Linear(2, 2)
+    net.weight.grad, net.bias.grad = torch.full((2, 2), math.inf), torch.zeros(2)
+    progress = SimpleNamespace(current=SimpleNamespace(ready=1))
+    trainer = SimpleNamespace(global_step=0, current_epoch=0, gradient_clip_val=0.5, optimizers=[],
+                              fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress)),
+                              precision_plugin=SimpleNamespace(scaler=object()))
+    module = SimpleNamespace(trainer=trainer, parameters=net.parameters)
+    StopOnNonFinite(tmp_path).on_before_optimizer_step(trainer, module, None)  # the scaler skips this step
+    trainer.precision_plugin = SimpleNamespace()  # 32-true, bf16-mixed: nothing else would catch it
+    with pytest.raises(TrainingStopped, match="the gradient is not finite"):
+        StopOnNonFinite(tmp_path).on_before_optimizer_step(trainer, module, None)

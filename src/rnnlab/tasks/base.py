@@ -7,7 +7,8 @@ class owns:
 - the network: `build_network(model, **inputs)` asks rnnlab.models.registry for the network of `model=` in the
   task's `shape` (an RNN stack, the n-gram, ...); `build_encoder` also starts a recurrent network's embedding and
   stack from a language model's (`model.init_from`, models/transfer.py), once, as it is built;
-- optimisation: the optimizer and schedule (tasks/optimization.py) and train/grad_norm before each step;
+- optimisation: the optimizer and schedule (tasks/optimization.py), train/grad_norm before each step and
+  clipping by that same norm;
 - the training epoch's bookkeeping: train/loss (per step) and train/loss_epoch (token-weighted, across processes),
   train/tokens_per_s (tasks/train_epoch.py), kept in mid-epoch checkpoints under "train_epoch" per process so
   that a resumed epoch ends as if never stopped (a task adds its own state with `epoch_state`);
@@ -35,7 +36,7 @@ from hydra.utils import get_class
 from rnnlab.checkpoints import read_checkpoint, resolve_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry, transfer
-from rnnlab.tasks.optimization import configure_optimizers, log_grad_norm
+from rnnlab.tasks.optimization import clip_by_norm, configure_optimizers, log_grad_norm
 from rnnlab.tasks.train_epoch import TrainEpoch, own_share, per_process
 from rnnlab.tracking.artifacts import log_files
 
@@ -111,6 +112,12 @@ class Task(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         log_grad_norm(self)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
+            clip_by_norm(self, gradient_clip_val)  # with the norm train/grad_norm logged, not a second pass
+        else:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def on_fit_start(self) -> None:
         if self.transferred is not None and self.trainer.is_global_zero:  # MLflow: how much the LM covered

@@ -86,6 +86,11 @@ def test_rnnlab_translation_model_has_joeynmts_parameter_count_up_to_the_bias_pl
     model = OmegaConf.to_container(cfg.model, resolve=True)
     network = registry.build(model, "seq2seq", src_vocab_size=8000, tgt_vocab_size=8000, pad_id=0, bos_id=1, eos_id=2)
     assert sum(p.numel() for p in network.parameters()) == 5_936_128 + 8000 - 256
+    # both start their embeddings from U(-0.1, 0.1) (JoeyNMT's default N(0, 0.01²) learns several times slower)
+    joey = peers.joeynmt_config(tmp_path, tmp_path, input_feeding=True)["model"]
+    assert (joey["embed_initializer"], joey["embed_init_weight"]) == ("uniform", 0.1)
+    for embedding in (network.src_embedding.weight, network.tgt_embedding.weight):
+        assert embedding.abs().max() <= 0.1 and abs(embedding.std().item() - 0.1 / 3**0.5) < 0.002
 
 
 def test_pieces_round_trip_through_joeynmts_word_split_and_detokenize_like_rnnlab():
@@ -155,3 +160,14 @@ def test_ratio_summary_gives_medians_and_pair_ratios():
     assert (summary["median_ours"], summary["median_theirs"], summary["ratio"]) == (250.0, 125.0, 2.0)
     assert summary["pairs"] == [3.0, 1.0, 2.0] and summary["pair_ratio_median"] == 2.0
 
+
+
+def test_equal_time_points_compare_each_runs_latest_checkpoint_at_every_moment():
+    # ours checkpoints at 2 and 6 minutes, theirs at 4 and 8: before its first checkpoint a run has no model (0)
+    ours, theirs = [(120.0, 10.0), (360.0, 30.0)], [(480.0, 25.0), (240.0, 20.0)]
+    curve = peers.equal_time_points(ours, theirs)
+    assert [(r["minutes"], r["ours"], r["theirs"]) for r in curve["points"]] == [
+        (2.0, 10.0, 0.0), (4.0, 10.0, 20.0), (6.0, 30.0, 20.0), (8.0, 30.0, 25.0)]
+    assert curve["ours_at_least_theirs_everywhere"] is False and curve["worst_margin"] == -10.0
+    ahead = peers.equal_time_points([(60.0, 21.0), *ours[1:]], theirs)
+    assert ahead["ours_at_least_theirs_everywhere"] is True and ahead["worst_margin"] == 1.0

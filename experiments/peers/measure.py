@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,7 @@ from peers import (  # noqa: E402
     SPLIT_FILES,
     allocator_env,
     detokenize,
+    equal_time_points,
     example_lm_args,
     example_rates,
     example_valid_ppl,
@@ -274,47 +276,56 @@ def command_lm_epochs(args) -> None:
 
 
 def command_decode(args) -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
-    sentences = args.sentences
-    sources = (SHARED_DATA / f"{SPLIT_FILES['test']}.de.gz")
-    from rnnlab.data.translation import read_lines
-
-    references = read_lines(SHARED_DATA / f"{SPLIT_FILES['test']}.en.gz")[:sentences]
-    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
-        tmp = Path(tmp)
-        (tmp / "sources.de").write_text("".join(f"{s}\n" for s in read_lines(sources)[:sentences]), encoding="utf-8")
-        # JoeyNMT decodes its config's test set: the same first sentences, as pieces
-        for suffix in ("de", "en"):
-            lines = (PREPARED / "bpe" / f"test.{suffix}").read_text(encoding="utf-8").splitlines()[:sentences]
-            (tmp / f"test.{suffix}").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-        config = yaml.safe_load((args.joeynmt_dir / "config.yaml").read_text(encoding="utf-8"))
-        config["data"]["test"] = str(tmp / "test")
-        config["training"]["model_dir"] = str(args.joeynmt_dir.resolve())
-        (tmp / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        systems = {
-            "rnnlab": [PYTHON, str(HERE / "rnnlab_side.py"), "decode", "--allocator",
-                       rnnlab_allocator(allocator_of(args, "rnnlab")),
-                       "--ckpt", str(args.rnnlab_ckpt),
-                       "--sources", str(tmp / "sources.de"), "--hypotheses", str(tmp / "rnnlab.hyp")],
-            "joeynmt": [str(JOEYNMT_PYTHON), str(HERE / "joeynmt_decode.py"), str(tmp / "joeynmt.yaml"),
-                        str(tmp / "joeynmt.hyp")],
-        }
-        results: dict[str, list[float]] = {system: [] for system in systems}
-        for pair in range(args.pairs):
-            for system, command in systems.items():
-                done = subprocess.run(command, cwd=ROOT, env=environment(allocator_of(args, system), system),
-                                      capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise SystemExit(f"measure.py: {system} decoding failed:\n{done.stderr[-3000:]}")
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                hypotheses = (tmp / f"{system}.hyp").read_text(encoding="utf-8").splitlines()
-                if system == "joeynmt":
-                    hypotheses = [detokenize(h) for h in hypotheses]
-                results[system].append(result["sentences_per_s"])
-                emit({"name": f"decode_beam5/{system}", "pair": pair, **result, **score(hypotheses, references),
-                      "unit": "sentences/s", "allocator": allocator_of(args, system)})
+    """Beam-5 decoding speed of one checkpoint each, alternating in --pairs pairs, with each run's BLEU."""
+    results: dict[str, list[float]] = {"rnnlab": [], "joeynmt": []}
+    checkpoints = {"rnnlab": args.rnnlab_ckpt, "joeynmt": args.joeynmt_dir}
+    for pair in range(args.pairs):
+        for system, checkpoint in checkpoints.items():
+            result = decode_once(system, checkpoint, args.sentences, allocator_of(args, system))
+            results[system].append(result["sentences_per_s"])
+            emit({"name": f"decode_beam5/{system}", "pair": pair, **result, "unit": "sentences/s",
+                  "allocator": allocator_of(args, system)})
     emit({"name": "decode_beam5/rnnlab_over_joeynmt", "unit": "ratio",
           **ratio_summary(results["rnnlab"], results["joeynmt"])})
+
+
+def decode_once(system: str, checkpoint: Path, sentences: int, allocator: str) -> dict:
+    """One process of `system` decodes the first `sentences` of test_2016 with beam 5 from `checkpoint` (rnnlab: a
+    .ckpt; JoeyNMT: a .ckpt, or its model_dir for best.ckpt as `joeynmt test` takes), timing the decoding alone;
+    scored here with the same sacreBLEU for both."""
+    from rnnlab.data.translation import read_lines
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    references = read_lines(SHARED_DATA / f"{SPLIT_FILES['test']}.en.gz")[:sentences]
+    with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        tmp, hypotheses_file = Path(tmp), Path(tmp) / "hypotheses"
+        if system == "rnnlab":
+            sources = read_lines(SHARED_DATA / f"{SPLIT_FILES['test']}.de.gz")[:sentences]
+            (tmp / "sources.de").write_text("".join(f"{s}\n" for s in sources), encoding="utf-8")
+            command = [PYTHON, str(HERE / "rnnlab_side.py"), "decode", "--allocator", rnnlab_allocator(allocator),
+                       "--ckpt", str(checkpoint), "--sources", str(tmp / "sources.de"),
+                       "--hypotheses", str(hypotheses_file)]
+        else:  # JoeyNMT decodes its config's test set: the same first sentences, as pieces
+            for suffix in ("de", "en"):
+                lines = (PREPARED / "bpe" / f"test.{suffix}").read_text(encoding="utf-8").splitlines()[:sentences]
+                (tmp / f"test.{suffix}").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+            model_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+            config = yaml.safe_load((model_dir / "config.yaml").read_text(encoding="utf-8"))
+            config["data"]["test"] = str(tmp / "test")
+            config["training"]["model_dir"] = str(model_dir.resolve())
+            if not checkpoint.is_dir():
+                config["testing"]["load_model"] = str(checkpoint.resolve())
+            (tmp / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+            command = [str(JOEYNMT_PYTHON), str(HERE / "joeynmt_decode.py"), str(tmp / "joeynmt.yaml"),
+                       str(hypotheses_file)]
+        done = subprocess.run(command, cwd=ROOT, env=environment(allocator, system), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"measure.py: {system} decoding of {checkpoint} failed:\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        hypotheses = hypotheses_file.read_text(encoding="utf-8").splitlines()
+    if system == "joeynmt":
+        hypotheses = [detokenize(h) for h in hypotheses]
+    return {**result, **score(hypotheses, references)}
 
 
 def score(hypotheses: list[str], references: list[str]) -> dict:
@@ -328,34 +339,66 @@ def score(hypotheses: list[str], references: list[str]) -> dict:
 
 
 def command_budget(args) -> None:
-    """Each system trains for the same wall-clock budget (seed 42), then its own pick of checkpoint (rnnlab: best
-    val BLEU, else the last; JoeyNMT: best.ckpt, else the latest) decodes test_2016 with beam 5 (`decode`)."""
+    """Each system trains for the same wall-clock budget (seed 42), keeping a checkpoint at each of its validations
+    (rnnlab: every epoch; JoeyNMT: every --joeynmt-validation-freq steps, and at the budget). Every checkpoint then
+    decodes test_2016 with beam 5 and is scored with the same sacreBLEU: BLEU against wall-clock time since each
+    process started, compared at every point. Then the checkpoint each system's own test would take (rnnlab: best
+    val BLEU, else the last; JoeyNMT: best.ckpt) is timed decoding in --pairs pairs (`decode`)."""
     out = HERE / "runs" / f"budget_{args.minutes:g}min"
     out.mkdir(parents=True, exist_ok=True)
     seconds = round(args.minutes * 60)
     rnnlab_dir, joeynmt_dir = out / "rnnlab", out / "joeynmt"
-    max_time = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"  # DD:HH:MM:SS
+    budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"  # DD:HH:MM:SS
+    # the recipe's cosine decay spends trainer.max_cpu_time: the budget, so that it ends with the run
+    points = ",".join([  # Hydra's dict override: one more callback, a checkpoint at every epoch's validation
+        "_target_:lightning.pytorch.callbacks.ModelCheckpoint", f"dirpath:'{rnnlab_dir / 'points'}'",
+        "filename:'step{step}'", "auto_insert_metric_name:false", "monitor:null", "save_top_k:-1",
+        "every_n_epochs:1", "save_weights_only:true"])
     rnnlab = [PYTHON, "train.py", "experiment=multi30k_best", f"data.root={SHARED_DATA}", "data.download=false",
-              f"data.cache_dir={PREPARED / 'cache'}", f"trainer.max_time={max_time}", "seed=42", "logger=csv",
-              "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false", "test=false",
+              f"data.cache_dir={PREPARED / 'cache'}", f"trainer.max_time={budget}", f"trainer.max_cpu_time={budget}",
+              "seed=42", "logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",
+              "test=false", f"+callbacks.budget_points={{{points}}}",
               f"allocator={rnnlab_allocator(allocator_of(args, 'rnnlab'))}", f"hydra.run.dir={rnnlab_dir}"]
     config = joeynmt_config(PREPARED / "bpe", joeynmt_dir, True, logging_freq=100,
                             validation_freq=args.joeynmt_validation_freq)
+    config["training"]["keep_best_ckpts"] = -1  # every validation's checkpoint: the points of its curve
     (out / "joeynmt.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     # SIGINT at the budget: JoeyNMT catches it, ends training and saves the current weights
     joeynmt = ["timeout", "-s", "INT", f"{seconds}s", str(JOEYNMT_PYTHON), "-m", "joeynmt", "train",
                str(out / "joeynmt.yaml"), "--skip-test"]
+    # when each process started (the zero of its curve), kept so that one side can be trained again alone
+    starts = out / "started.json"
+    started: dict[str, float] = json.loads(starts.read_text(encoding="utf-8")) if starts.is_file() else {}
     for system, command in (("rnnlab", rnnlab), ("joeynmt", joeynmt)):
-        started = time.perf_counter()
+        if system not in args.train:
+            if system not in started:
+                raise SystemExit(f"measure.py: no earlier {system} run in {out} (started.json): train it too")
+            continue
+        shutil.rmtree(out / system, ignore_errors=True)  # no checkpoint of an earlier run on the curve
+        started[system], clock = time.time(), time.perf_counter()
+        starts.write_text(json.dumps(started), encoding="utf-8")
         with open(out / f"{system}.log", "w", encoding="utf-8") as log:
             done = subprocess.run(command, cwd=ROOT, env=environment(allocator_of(args, system), system), stdout=log,
                                   stderr=subprocess.STDOUT)
         if done.returncode not in (0, 124):  # 124: `timeout` ended it at the budget
             raise SystemExit(f"measure.py: {system} failed (exit {done.returncode}); see {out / f'{system}.log'}")
-        emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - started, 1)})
+        emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - clock, 1)})
+    checkpoints = {"rnnlab": sorted((rnnlab_dir / "points").glob("step*.ckpt")),
+                   "joeynmt": sorted(p for p in joeynmt_dir.glob("*.ckpt") if p.stem.isdigit())}
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for system, paths in checkpoints.items():
+        curves[system] = []
+        for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+            moment = path.stat().st_mtime - started[system]
+            result = decode_once(system, path, args.sentences, allocator_of(args, system))
+            curves[system].append((moment, result["bleu"]))
+            emit({"name": f"budget_point/{system}", "checkpoint": path.name, "minutes": round(moment / 60, 2),
+                  **result, "allocator": allocator_of(args, system)})
+    emit({"name": "budget_curve/rnnlab_vs_joeynmt", "unit": "BLEU", "budget_minutes": args.minutes,
+          **equal_time_points(curves["rnnlab"], curves["joeynmt"])})
     checkpoint = best_checkpoint(rnnlab_dir / "checkpoints")
     command_decode(argparse.Namespace(rnnlab_ckpt=checkpoint, joeynmt_dir=joeynmt_dir, sentences=args.sentences,
-                                      pairs=1, allocator=args.allocator, peer_allocator=args.peer_allocator))
+                                      pairs=args.pairs, allocator=args.allocator, peer_allocator=args.peer_allocator))
 
 
 def best_checkpoint(directory: Path) -> Path:
@@ -392,13 +435,15 @@ def main() -> None:
     decode = commands.add_parser("decode", help="beam-5 sentences/s on test_2016, rnnlab vs JoeyNMT")
     decode.add_argument("--rnnlab-ckpt", required=True, type=Path)
     decode.add_argument("--joeynmt-dir", required=True, type=Path, help="a trained JoeyNMT model_dir")
-    decode.add_argument("--pairs", type=int, default=3)
     budget = commands.add_parser("budget", help="train each for the same minutes, then decode and score")
     budget.add_argument("--minutes", type=float, default=30)
-    budget.add_argument("--joeynmt-validation-freq", type=int, default=500,
+    budget.add_argument("--joeynmt-validation-freq", type=int, default=400,
                         help="steps (one epoch is 453), a multiple of its logging_freq 100")
+    budget.add_argument("--train", nargs="+", choices=("rnnlab", "joeynmt"), default=["rnnlab", "joeynmt"],
+                        help="train these again; the other's checkpoints and start time are taken from the last run")
     for command in (decode, budget):
         command.add_argument("--sentences", type=int, default=1000, help="decode the first N test sentences")
+        command.add_argument("--pairs", type=int, default=3, help="timed decoding runs of each system")
     for command in (train, lm, epochs, decode, budget):  # each system's best setting by default (README)
         command.add_argument("--allocator", choices=[*ALLOCATORS, "best"], default="best", help="rnnlab's")
         command.add_argument("--peer-allocator", choices=[a for a in (*ALLOCATORS, "best") if a not in RNNLAB_ONLY],

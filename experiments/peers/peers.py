@@ -80,7 +80,10 @@ def joeynmt_config(data_dir: str | Path, model_dir: str | Path, input_feeding: b
                     "sacrebleu_cfg": {"tokenize": "13a"}},
         "training": training,
         "model": {
-            "initializer": "xavier_uniform", "bias_initializer": "zeros", "embed_initializer": "normal",
+            # embeddings as rnnlab's seq2seq starts them, U(-0.1, 0.1); JoeyNMT's `normal` is N(0, 0.01²), with
+            # which its model learned several times slower per step (experiments/peers/README.md, "The budget")
+            "initializer": "xavier_uniform", "bias_initializer": "zeros", "embed_initializer": "uniform",
+            "embed_init_weight": 0.1,
             "tied_embeddings": False, "tied_softmax": True,  # rnnlab's tie_weights: E_tgt is the output layer
             "encoder": {"type": "recurrent", "rnn_type": "gru", "hidden_size": recipe["hidden_size"],
                         "bidirectional": True, "num_layers": 1, "dropout": dropout, "embeddings": embeddings},
@@ -237,3 +240,17 @@ def ratio_summary(ours: Sequence[float], theirs: Sequence[float]) -> dict:
     return {"median_ours": round(statistics.median(ours), 1), "median_theirs": round(statistics.median(theirs), 1),
             "ratio": round(statistics.median(ours) / statistics.median(theirs), 4),
             "pair_ratio_median": round(statistics.median(pairs), 4), "pairs": [round(p, 4) for p in pairs]}
+
+
+def equal_time_points(ours: Sequence[tuple[float, float]], theirs: Sequence[tuple[float, float]]) -> dict:
+    """BLEU at every equal wall-clock point of two runs, from (seconds since the process started, BLEU) of each
+    run's checkpoints. At each moment either run wrote a checkpoint, each side counts with its latest checkpoint
+    at or before it (a run without one yet has no model: BLEU 0), so each side is a step function and comparing
+    them at the union of their points compares them everywhere."""
+    def at(points: Sequence[tuple[float, float]], moment: float) -> float:
+        return max(((s, b) for s, b in points if s <= moment), default=(0.0, 0.0))[1]
+
+    moments = sorted({s for s, _ in [*ours, *theirs]})
+    rows = [{"minutes": round(m / 60, 2), "ours": at(ours, m), "theirs": at(theirs, m)} for m in moments]
+    return {"points": rows, "ours_at_least_theirs_everywhere": all(r["ours"] >= r["theirs"] for r in rows),
+            "worst_margin": round(min(r["ours"] - r["theirs"] for r in rows), 2) if rows else None}

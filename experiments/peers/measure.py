@@ -349,11 +349,11 @@ def command_budget(args) -> None:
     seconds = round(args.minutes * 60)
     rnnlab_dir, joeynmt_dir = out / "rnnlab", out / "joeynmt"
     budget = f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"  # DD:HH:MM:SS
-    # the recipe's cosine decay spends trainer.max_cpu_time: the budget, so that it ends with the run
     points = ",".join([  # Hydra's dict override: one more callback, a checkpoint at every epoch's validation
         "_target_:lightning.pytorch.callbacks.ModelCheckpoint", f"dirpath:'{rnnlab_dir / 'points'}'",
         "filename:'step{step}'", "auto_insert_metric_name:false", "monitor:null", "save_top_k:-1",
         "every_n_epochs:1", "save_weights_only:true"])
+    # max_cpu_time too: the recipe's cosine decay spends it, so that the decay ends with the budget
     rnnlab = [PYTHON, "train.py", "experiment=multi30k_best", f"data.root={SHARED_DATA}", "data.download=false",
               f"data.cache_dir={PREPARED / 'cache'}", f"trainer.max_time={budget}", f"trainer.max_cpu_time={budget}",
               "seed=42", "logger=csv", "callbacks.progress_bar=null", "+trainer.enable_progress_bar=false",

@@ -161,7 +161,6 @@ def test_ratio_summary_gives_medians_and_pair_ratios():
     assert summary["pairs"] == [3.0, 1.0, 2.0] and summary["pair_ratio_median"] == 2.0
 
 
-
 def test_equal_time_points_compare_each_runs_latest_checkpoint_at_every_moment():
     # ours checkpoints at 2 and 6 minutes, theirs at 4 and 8: before its first checkpoint a run has no model (0)
     ours, theirs = [(120.0, 10.0), (360.0, 30.0)], [(480.0, 25.0), (240.0, 20.0)]

@@ -383,8 +383,8 @@ def command_budget(args) -> None:
         if done.returncode not in (0, 124):  # 124: `timeout` ended it at the budget
             raise SystemExit(f"measure.py: {system} failed (exit {done.returncode}); see {out / f'{system}.log'}")
         emit({"name": f"budget/{system}", "minutes": args.minutes, "wall_s": round(time.perf_counter() - clock, 1)})
-    checkpoints = {"rnnlab": sorted((rnnlab_dir / "points").glob("step*.ckpt")),
-                   "joeynmt": sorted(p for p in joeynmt_dir.glob("*.ckpt") if p.stem.isdigit())}
+    checkpoints = {"rnnlab": (rnnlab_dir / "points").glob("step*.ckpt"),
+                   "joeynmt": (p for p in joeynmt_dir.glob("*.ckpt") if p.stem.isdigit())}
     curves: dict[str, list[tuple[float, float]]] = {}
     for system, paths in checkpoints.items():
         curves[system] = []

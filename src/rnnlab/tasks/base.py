@@ -114,8 +114,11 @@ class Task(L.LightningModule):
         log_grad_norm(self)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        if gradient_clip_val and gradient_clip_algorithm in (None, "norm"):
-            clip_by_norm(self, gradient_clip_val)  # with the norm train/grad_norm logged, not a second pass
+        # 16-mixed (a loss scaler) goes through Lightning, which refuses to clip gradients an optimizer has yet to
+        # unscale itself (fused Adam); elsewhere clip with the norm train/grad_norm logged, not a second pass
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and scaler is None:
+            clip_by_norm(self, gradient_clip_val)
         else:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 

@@ -8,6 +8,9 @@ INSTALLED := $(VENV)/.installed
 # make ui's port; the MLflow links that runs print read MLFLOW_UI_PORT too (rnnlab/tracking/ui.py)
 PORT ?= $(or $(MLFLOW_UI_PORT),5000)
 ARGS ?=
+# tests run in one pytest-xdist worker per logical CPU, at most 4 (each holds torch and its own MLflow stores);
+# worksteal: a worker that runs out takes queued tests from a busy one. PARALLEL= runs them in this process.
+PARALLEL ?= --numprocesses logical --maxprocesses 4 --dist worksteal
 UI_STORE = $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/logs/mlflow.db}
 # this machine's pip config points at local mirrors that pip reports as "ignored"; hide only that
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -35,10 +38,10 @@ train: install  ## train the default experiment (extra Hydra overrides: make tra
 	$(BIN)/python train.py $(ARGS)
 
 test: install  ## run the test suite (slow tests excluded)
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PARALLEL) $(ARGS)
 
 test-all: install  ## run every test, slow ones included
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(ARGS)
 
 bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells, vs JoeyNMT and the PyTorch LM example; JSON lines
 	$(BIN)/python experiments/throughput/bench.py $(ARGS)

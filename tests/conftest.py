@@ -183,6 +183,12 @@ def pytest_configure(config):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per CPU (pytest-xdist)
+        # a core each: two workers each running torch's default of one thread per core made four threads on two
+        # cores, whose synchronisation slows tensors this small (see one_thread); the processes tests start inherit it
+        for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def _running_descendants() -> dict[int, str]:

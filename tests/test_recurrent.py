@@ -415,3 +415,16 @@ def test_a_lock_left_by_a_killed_build_is_removed(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="rnnlab.nn.kernels"):
         assert kernels.lstm_pointwise() is not None
     assert not lock.exists() and "left by a build that did not finish" in caplog.text
+
+
+def test_the_compiled_gate_math_is_built_per_source_and_per_torch_installation(monkeypatch):
+    """Two virtualenvs share torch's extension cache: under one name each would rebuild the other's build."""
+    here = kernels.build_name()
+    assert here == kernels.build_name() and here.startswith("rnnlab_lstm_pointwise_")
+    other_venv = type("Torch", (), {"__version__": torch.__version__,
+                                    "__file__": "/elsewhere/.venv/lib/python3.11/site-packages/torch/__init__.py"})
+    monkeypatch.setattr(kernels, "torch", other_venv)
+    assert kernels.build_name() != here
+    monkeypatch.undo()
+    monkeypatch.setattr(kernels, "SOURCE", Path(__file__))  # an edited source
+    assert kernels.build_name() != here

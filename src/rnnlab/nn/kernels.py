@@ -1,9 +1,9 @@
 """The compiled LSTM gate math (csrc/lstm_pointwise.cpp), built on first use with torch's C++ extension loader.
 
 `lstm_pointwise()` returns the loaded module, or None where it cannot be had — then rnnlab/nn/bptt.py runs the
-same equations as torch ops (slower, identical within float rounding). The build takes ~30 s once per
-machine and torch version, then loads from torch's extension cache (`TORCH_EXTENSIONS_DIR`, default
-~/.cache/torch_extensions) in about a second; concurrent processes wait on the first one's build.
+same equations as torch ops (slower, identical within float rounding). The build takes ~30 s once per torch
+installation (each virtualenv builds its own), then loads from torch's extension cache (`TORCH_EXTENSIONS_DIR`,
+default ~/.cache/torch_extensions) in about a second; concurrent processes wait on the first one's build.
 It needs a C++ compiler (g++ or clang) and ninja (a dependency of rnnlab). `RNNLAB_KERNELS=0` turns it off.
 """
 
@@ -26,8 +26,12 @@ STALE_LOCK_SECONDS = 600  # a build takes ~30 s
 
 
 def build_name() -> str:
-    """The extension's name: it carries the source's hash, so an edited kernel is rebuilt, not a stale one loaded."""
-    return "rnnlab_lstm_pointwise_" + hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    """The extension's name: it carries a hash of the source, so an edited kernel is rebuilt, not a stale one loaded,
+    and of the torch it builds against — two virtualenvs (two clones) share torch's cache directory, and under one
+    name each rebuilt the other's build (~45 s) at its first scratch LSTM, every time they alternated."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest.update(f"{torch.__version__} {Path(torch.__file__).parent}".encode())
+    return "rnnlab_lstm_pointwise_" + digest.hexdigest()[:12]
 
 
 def enabled() -> bool:

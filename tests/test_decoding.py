@@ -257,3 +257,23 @@ def test_an_ending_that_is_not_among_the_best_k_does_not_finish_the_search():
         wide = beam_search(model, src, src_lengths, beam_size=2, length_penalty=alpha, max_len=4)
         assert wide.tokens == [best]
         torch.testing.assert_close(wide.scores[0], score)
+
+
+@pytest.mark.parametrize("index", range(len(MODELS)), ids=MODEL_IDS)
+def test_a_done_sentence_leaves_the_batch(index):
+    """Each step runs the model on the beams of the sentences still searched only: the rows fall as sentences end,
+    and what the batch finds is what each sentence finds alone (test above)."""
+    model = partly_trained(index)
+    src, src_lengths = sources()
+    K, max_len = 3, (0.5, 1)
+    rows, step = [], model.step
+    model.step = lambda prev_tokens, *args: rows.append(prev_tokens.numel()) or step(prev_tokens, *args)
+    try:
+        beam = beam_search(model, src, src_lengths, beam_size=K, max_len=max_len)
+    finally:
+        del model.step
+    caps = length_limits(src_lengths, max_len)  # [3, 2, 4, 1, 3, 4]: each sentence is done by its cap at the latest
+    assert rows[0] == 6 * K and rows == sorted(rows, reverse=True)
+    for t, n in enumerate(rows):  # sentences capped before step t + 1 are gone
+        assert n <= K * int((caps > t).sum())
+    assert len(rows) <= int(caps.max()) and all(len(y) <= cap for y, cap in zip(beam.tokens, caps.tolist()))

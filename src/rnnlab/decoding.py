@@ -24,8 +24,9 @@ Beam search, K = beam_size, all B sentences × K beams in one (B·K, ·) batch:
     with the sentence's best finished hypothesis so far. The K best extensions that did not end
     become the live beams (2K candidates always hold K that did not end: each beam has one eos).
     This is fairseq's scheme: a finished hypothesis leaves the beam instead of occupying a slot.
-  * A sentence is done once K hypotheses have finished (or its cap is reached); the search stops
-    as soon as every sentence is done. Done sentences ride along in the batch until then.
+  * A sentence is done once K hypotheses have finished (or its cap is reached); its best is then
+    final and it leaves the batch (its K rows of state and memory), so the steps after it cost
+    less; the search stops as soon as every sentence is done.
   * At the start only beam 0 is live (the others score −∞), so the K beams never duplicate.
 
 With K = 1 this is greedy decoding exactly: the one candidate kept is the argmax, and it finishes
@@ -154,12 +155,14 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: 
         raise ValueError(f"beam_size={beam_size} must be a positive integer")
     B, K, device = src.size(0), beam_size, src.device
     memory, state = model.encode(src, src_lengths)
+    beams = torch.arange(K, device=device)
     sentence_of_row = torch.arange(B, device=device).repeat_interleave(K)  # row b·K + k is beam k of sentence b
     memory, state = memory.index_select(sentence_of_row), state.index_select(sentence_of_row)
     limits = length_limits(src_lengths, max_len, getattr(model, "max_length", None)).to(device)
     T, S = int(limits.max()), src.size(1)
-    first_row = torch.arange(B, device=device)[:, None] * K  # (B, 1)
 
+    # the sentences still searched (b of them; `searched` holds their places in the batch) and their search
+    searched = torch.arange(B, device=device)
     beam_scores = torch.full((B, K), float("-inf"), device=device)
     beam_scores[:, 0] = 0.0
     history = torch.empty(B * K, 0, dtype=torch.long, device=device)  # live beams' tokens so far
@@ -169,32 +172,34 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: 
     best_lengths = torch.zeros(B, dtype=torch.long, device=device)  # eos excluded
     best_attention = torch.zeros(B, T, S, device=device) if return_attention else None
     finished = torch.zeros(B, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
     prev_tokens = torch.full((B * K,), model.bos_id, dtype=torch.long, device=device)
+    # the results, written as sentences leave the search
+    out_scores, out_tokens, out_lengths = best_scores.clone(), best_tokens.clone(), best_lengths.clone()
+    out_attention = best_attention.clone() if return_attention else None
 
     for t in range(T):
         logits, state, weights = model.step(prev_tokens, state, memory)
         if weights is None:  # a model without attention has none to return
-            return_attention, best_attention = False, None
-        log_probs = _log_probs(model, logits)  # (B·K, V)
-        V = log_probs.size(-1)
-        candidates = (beam_scores.view(B * K, 1) + log_probs).view(B, K * V)
-        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (B, 2K), best first
+            return_attention, best_attention, out_attention = False, None, None
+        log_probs = _log_probs(model, logits)  # (b·K, V)
+        b, V = searched.numel(), log_probs.size(-1)
+        candidates = (beam_scores.view(b * K, 1) + log_probs).view(b, K * V)
+        top_scores, top_index = candidates.topk(min(2 * K, K * V), dim=1)  # (b, 2K), best first
         parents, tokens = top_index // V, top_index % V
-        rows = first_row + parents  # (B, 2K) the row each candidate extends
+        rows = torch.arange(b, device=device)[:, None] * K + parents  # (b, 2K) the row each candidate extends
         n = t + 1  # candidate length, eos included
 
         # finish: eos among the first K candidates, or all of the first K at the length cap
         ends = (tokens == model.eos_id) | (n >= limits)[:, None]
         ends[:, K:] = False
-        ends &= ~done[:, None] & torch.isfinite(top_scores)
+        ends &= torch.isfinite(top_scores)
         normalised = (top_scores / n**length_penalty).masked_fill(~ends, float("-inf"))
         candidate_best, pick = normalised.max(dim=1)
         improves = candidate_best > best_scores
         if improves.any():
             best_scores = torch.where(improves, candidate_best, best_scores)
             best_row, best_token = rows.gather(1, pick[:, None]).squeeze(1), tokens.gather(1, pick[:, None])
-            path = torch.cat([history[best_row], best_token], dim=1)  # (B, n)
+            path = torch.cat([history[best_row], best_token], dim=1)  # (b, n)
             best_tokens[:, :n] = torch.where(improves[:, None], path, best_tokens[:, :n])
             ended_by_eos = best_token.squeeze(1) == model.eos_id
             best_lengths = torch.where(improves, n - ended_by_eos.long(), best_lengths)
@@ -202,13 +207,26 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: 
                 path_attention = torch.cat([history_attention[best_row], weights[best_row][:, None]], dim=1)
                 best_attention[:, :n] = torch.where(improves[:, None, None], path_attention, best_attention[:, :n])
         finished += ends.sum(dim=1)
-        done |= (finished >= K) | (n >= limits)
-        if bool(done.all()):
-            break
+        done = (finished >= K) | (n >= limits)
+        if bool(done.any()):  # a done sentence's best is final: it leaves the search, and the batch shrinks
+            out_scores[searched[done]], out_tokens[searched[done]] = best_scores[done], best_tokens[done]
+            out_lengths[searched[done]] = best_lengths[done]
+            if return_attention:
+                out_attention[searched[done]] = best_attention[done]
+            if bool(done.all()):
+                break
+            going_on = (~done).nonzero().squeeze(1)
+            searched, limits, finished = searched[going_on], limits[going_on], finished[going_on]
+            best_scores, best_tokens = best_scores[going_on], best_tokens[going_on]
+            best_lengths = best_lengths[going_on]
+            if return_attention:
+                best_attention = best_attention[going_on]
+            top_scores, tokens, rows = top_scores[going_on], tokens[going_on], rows[going_on]
+            memory = memory.index_select((going_on[:, None] * K + beams).view(-1))
 
         # the K best candidates that did not end go on
         live_scores = top_scores.masked_fill(tokens == model.eos_id, float("-inf"))
-        beam_scores, keep = live_scores.topk(K, dim=1)  # (B, K)
+        beam_scores, keep = live_scores.topk(K, dim=1)  # (b, K)
         rows, tokens = rows.gather(1, keep).view(-1), tokens.gather(1, keep).view(-1)
         state = state.index_select(rows)
         history = torch.cat([history[rows], tokens[:, None]], dim=1)
@@ -216,4 +234,4 @@ def beam_search(model, src: torch.Tensor, src_lengths: torch.Tensor, beam_size: 
             history_attention = torch.cat([history_attention[rows], weights[rows][:, None]], dim=1)
         prev_tokens = tokens
 
-    return _hypotheses(best_tokens, best_lengths, best_scores, best_attention, src_lengths)
+    return _hypotheses(out_tokens, out_lengths, out_scores, out_attention, src_lengths)

@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
-from rnnlab.cli import check_device, one_line_errors
+from rnnlab.cli import check_device, configure_allocator, one_line_errors
 from rnnlab.errors import ConfigError
 
 
@@ -25,6 +25,7 @@ def main(cfg: DictConfig) -> None:
         if not isinstance(cfg.num_samples, int) or cfg.num_samples < 1:
             raise ConfigError(f"num_samples={cfg.num_samples} is invalid: must be a positive integer")
         check_device(cfg.device)
+        configure_allocator(cfg)
         model, tokenizer = generation.load_checkpoint(cfg.ckpt, cfg.tracking_uri, cfg.device)
         _, _, unknown = generation.encode_prompt(tokenizer, cfg.prompt)
         if unknown:

@@ -8,11 +8,14 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rnnlab import allocator
 from rnnlab.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A training step's pattern: tensors of 64, 12 and 32 MiB (above glibc's largest dynamic mmap threshold, 32 MiB, and
 # below it) allocated, filled and freed out of order, 16 times after allocator.configure(setting); the page faults
@@ -119,3 +122,49 @@ def test_an_unknown_setting_is_a_one_line_error(fresh):
                r"chosen by LD_PRELOAD, which allocator=retain leaves alone\)$")
     with pytest.raises(ConfigError, match=message):
         allocator.configure("jemalloc")
+
+
+
+ENTRIES = ["eval", "generate", "translate", "tag", "classify", "caption"]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_every_script_that_loads_a_checkpoint_applies_its_allocator_key_first(entry, fresh, monkeypatch):
+    """Decoding frees and allocates the same tensors every step, as training does: each script's allocator key
+    (default retain, as train.py's) is in effect before its checkpoint is even looked up; a bad one is one line."""
+    import importlib.util
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from rnnlab import cli, evaluation, generation
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(entry, overrides=["ckpt=no_such_run"])
+    GlobalHydra.instance().clear()
+    assert cfg.allocator == "retain"
+
+    def look_up(*args, **kwargs):  # stands for the checkpoint's lookup: what mallopt had been told by then
+        raise LookupError(list(fresh.calls))
+
+    monkeypatch.setattr(evaluation, "resolve_checkpoint", look_up)
+    monkeypatch.setattr(generation, "load_checkpoint", look_up)
+    monkeypatch.setattr("rnnlab.checkpoints.resolve_checkpoint", look_up)  # cli.load_task imports it when called
+    if entry == "eval":
+        run = evaluation.evaluate
+    elif entry == "generate":  # generate.py's own main, without Hydra's command line around it
+        spec = importlib.util.spec_from_file_location("generate_script", ROOT / "generate.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        run = script.main.__wrapped__
+    else:
+        run = lambda cfg: cli.load_task(object, cfg)  # noqa: E731  (translate, tag, classify, caption.py load so)
+    with pytest.raises(LookupError) as looked_up:
+        run(cfg)
+    assert sorted(looked_up.value.args[0]) == sorted(allocator.RETAIN.values())
+
+    monkeypatch.setattr(allocator, "_applied", None)
+    cfg.allocator = "jemalloc"
+    with pytest.raises(ConfigError, match="^allocator='jemalloc' is invalid"):  # each script: a one-line error
+        cli.configure_allocator(cfg)

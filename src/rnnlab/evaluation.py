@@ -49,6 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split} is invalid: choose one of {', '.join(SPLITS)}")
     cli.check_device(cfg.device)
+    cli.configure_allocator(cfg)
     settings = {key: cfg[key] for key in DECODING_KEYS if cfg.get(key) is not None}  # the others: the checkpoint's
     check_decoding(settings, prefix="")  # named as eval.py's keys, before any download
     ckpt = str(cfg.ckpt) if cfg.ckpt is not None else None

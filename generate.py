@@ -11,13 +11,13 @@ import torch
 from omegaconf import DictConfig
 
 import rnnlab.config  # noqa: F401  (registers the ${project_root:} resolver used by conf/paths)
-from rnnlab.cli import check_device, configure_allocator, one_line_errors
+from rnnlab.cli import check_device, one_line_errors
 from rnnlab.errors import ConfigError
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
-    from rnnlab import generation
+    from rnnlab import allocator, generation
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the text
     with one_line_errors():  # the user's mistake: one line, no stack trace
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
         if not isinstance(cfg.num_samples, int) or cfg.num_samples < 1:
             raise ConfigError(f"num_samples={cfg.num_samples} is invalid: must be a positive integer")
         check_device(cfg.device)
-        configure_allocator(cfg)
+        allocator.configure_from(cfg)
         model, tokenizer = generation.load_checkpoint(cfg.ckpt, cfg.tracking_uri, cfg.device)
         _, _, unknown = generation.encode_prompt(tokenizer, cfg.prompt)
         if unknown:

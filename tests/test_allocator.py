@@ -124,7 +124,6 @@ def test_an_unknown_setting_is_a_one_line_error(fresh):
         allocator.configure("jemalloc")
 
 
-
 ENTRIES = ["eval", "generate", "translate", "tag", "classify", "caption"]
 
 
@@ -167,4 +166,4 @@ def test_every_script_that_loads_a_checkpoint_applies_its_allocator_key_first(en
     monkeypatch.setattr(allocator, "_applied", None)
     cfg.allocator = "jemalloc"
     with pytest.raises(ConfigError, match="^allocator='jemalloc' is invalid"):  # each script: a one-line error
-        cli.configure_allocator(cfg)
+        allocator.configure_from(cfg)

@@ -80,7 +80,7 @@ def rate(args, overrides: list[str]) -> dict:
 def decode(args) -> dict:
     from rnnlab import tasks
 
-    allocator.configure(args.allocator)  # train.py's key; decoding has no config to carry it
+    allocator.configure(args.allocator)  # the scripts' key; this harness takes it as an argument
     from rnnlab.data.translation import read_lines
 
     task = tasks.load(Path(args.ckpt), str(args.ckpt), "cpu", decode="beam", beam_size=args.beam_size,

@@ -44,6 +44,12 @@ ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_P
 _applied: str | None = None  # set once retain is applied in this process: mallopt cannot be undone
 
 
+def configure_from(cfg) -> str:
+    """The `allocator` key of a run's or a script's config (train.py and every script that loads a checkpoint: a
+    decoding step, too, frees and allocates the same large tensors every step); retain where a config lacks it."""
+    return configure(cfg.get("allocator", "retain"))
+
+
 def configure(setting: str = "retain") -> str:
     """Apply `setting` to this process's malloc; returns (and logs) what is in effect."""
     global _applied

@@ -36,14 +36,6 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device={device} but no CUDA device is visible; use device=cpu")
 
 
-def configure_allocator(cfg: Any) -> None:
-    """cfg.allocator (conf: retain) as train.py applies it: decoding, too, frees and allocates the same large tensors
-    every step (beam search: 1.06x sentences/s with retain, experiments/peers)."""
-    from rnnlab import allocator
-
-    allocator.configure(cfg.get("allocator", "retain"))
-
-
 def read_lines(text: str | None, input: str | None, example: str) -> list[str]:
     """The texts a prediction script works on: text=, else the lines of the file input=, else (input= null or -)
     of stdin."""
@@ -114,9 +106,10 @@ def check_prediction_settings(cfg: Any) -> None:
 def load_task(task_class: Any, cfg: Any, **settings: Any) -> Any:
     """The task of cfg.ckpt (a .ckpt file, or an MLflow run id whose best checkpoint is downloaded), in eval mode
     on cfg.device; settings not None override its task keys."""
+    from rnnlab import allocator
     from rnnlab.checkpoints import resolve_checkpoint
 
-    configure_allocator(cfg)
+    allocator.configure_from(cfg)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars around the output
     with tempfile.TemporaryDirectory() as download_dir:
         path = resolve_checkpoint(cfg.ckpt, cfg.tracking_uri, download_dir)

@@ -32,7 +32,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from rnnlab import cli, tasks
+from rnnlab import allocator, cli, tasks
 from rnnlab.checkpoints import is_run_id, resolve_checkpoint
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import Task
@@ -49,7 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.split not in SPLITS:
         raise ConfigError(f"split={cfg.split} is invalid: choose one of {', '.join(SPLITS)}")
     cli.check_device(cfg.device)
-    cli.configure_allocator(cfg)
+    allocator.configure_from(cfg)
     settings = {key: cfg[key] for key in DECODING_KEYS if cfg.get(key) is not None}  # the others: the checkpoint's
     check_decoding(settings, prefix="")  # named as eval.py's keys, before any download
     ckpt = str(cfg.ckpt) if cfg.ckpt is not None else None

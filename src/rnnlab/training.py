@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig, extra_callbacks: list[L.Callback] = ()) -> dict[str, float]:
     """Fit and test as configured; extra_callbacks join the configured ones (benchmarks use this)."""
     check(cfg)
-    allocator.configure(cfg.get("allocator", "retain"))
+    allocator.configure_from(cfg)
     datamodule, task, trainer = build(cfg, extra_callbacks)
     recorder = next(c for c in trainer.callbacks if isinstance(c, RunRecorder))
     resumed = recorder.resumed  # resume=: the checkpoint this run continues from

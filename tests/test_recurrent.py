@@ -16,7 +16,13 @@ from torch.utils import cpp_extension
 
 from rnnlab.nn import kernels, recurrent_layer
 from rnnlab.nn.bptt import LSTMSequence
-from rnnlab.nn.recurrent import copy_fused_weights, native_cpu_kernel, one_small_step
+from rnnlab.nn.recurrent import (
+    UNPACKED_MIN_STEPS,
+    copy_fused_weights,
+    native_cpu_kernel,
+    one_small_step,
+    unpacked_is_faster,
+)
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 # (cell, options): the four functions both backends implement
@@ -141,6 +147,60 @@ def test_padded_batch_equals_each_sequence_alone(cell, options, backend):
         alone_finals = alone_final if isinstance(alone_final, tuple) else (alone_final,)
         for f, a in zip(finals, alone_finals):
             torch.testing.assert_close(f[:, i : i + 1], a, **TOL)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("num_layers,bidirectional", [(1, False), (2, False), (1, True), (2, True)],
+                         ids=["1-uni", "2-uni", "1-bi", "2-bi"])
+def test_outputs_without_the_final_state_equal_the_packed_ones(cell, num_layers, bidirectional):
+    """final=False runs each direction over the padded batch (no packing, see unpacked_is_faster): the outputs and
+    every gradient equal the packed stack's, padding to 3× the length included; the final state is not returned."""
+    torch.manual_seed(0)
+    layer = recurrent_layer(cell, 5, 7, num_layers, bidirectional=bidirectional, learn_initial_state=True)
+    with torch.no_grad():
+        for p in (layer.h0, layer.C0):
+            if p is not None:
+                p.normal_()  # a non-zero initial state: each direction must start from its own row
+    T = UNPACKED_MIN_STEPS  # long enough for every cell to take the unpacked path
+    lengths = torch.tensor([T, 2, 9, 1])
+    x = torch.randn(4, 3 * T, 5)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = 100.0  # garbage in the padding
+    assert unpacked_is_faster(cell, x)
+    results = []
+    for final in (True, False):
+        layer.zero_grad()
+        outputs, last = layer(x, lengths=lengths, final=final)
+        assert (last is None) == (not final)
+        (outputs * torch.linspace(-1, 1, outputs.numel()).view_as(outputs)).sum().backward()
+        results.append((outputs, [p.grad.clone() for p in layer.parameters()]))
+    (packed, packed_grads), (unpacked, unpacked_grads) = results
+    torch.testing.assert_close(unpacked, packed, **TOL)
+    for i, n in enumerate(lengths.tolist()):
+        assert torch.all(unpacked[i, n:] == 0)
+    for a, b in zip(unpacked_grads, packed_grads):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_the_unpacked_path_drops_between_layers_in_training_only():
+    torch.manual_seed(0)
+    layer = recurrent_layer("lstm", 5, 7, 2, dropout=0.5, bidirectional=True)
+    x, lengths = torch.randn(3, 6, 5), torch.tensor([6, 3, 1])
+    layer.eval()
+    reference, _ = layer(x, lengths=lengths)
+    torch.testing.assert_close(layer(x, lengths=lengths, final=False)[0], reference, **TOL)
+    layer.train()
+    a, _ = layer(x, lengths=lengths, final=False)
+    b, _ = layer(x, lengths=lengths, final=False)
+    assert not torch.allclose(a, b)  # a fresh mask each call
+    assert torch.all(a[1, 3:] == 0) and torch.all(a[2, 1:] == 0)
+
+
+def test_short_batches_of_gru_and_rnn_stay_packed():
+    assert unpacked_is_faster("lstm", torch.zeros(2, 3, 4)) == torch.backends.mkldnn.is_available()
+    for cell in ("rnn", "gru"):
+        assert not unpacked_is_faster(cell, torch.zeros(2, UNPACKED_MIN_STEPS - 1, 4))
+        assert unpacked_is_faster(cell, torch.zeros(2, UNPACKED_MIN_STEPS, 4))
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])

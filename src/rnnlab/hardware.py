@@ -124,9 +124,10 @@ def cpu_bf16_failure(cell: str, backend: str, nonlinearity: str = "tanh", bidire
         layer = recurrent_layer(cell, 4, 8, bidirectional=bidirectional, nonlinearity=nonlinearity, backend=backend)
         inputs = torch.randn(2, 3, 4)
         try:
-            for lengths in (None, torch.tensor([3, 2])):
+            # packed, and unpacked as taggers and classifiers run them (final=False, nn/recurrent.py)
+            for lengths, final in ((None, True), (torch.tensor([3, 2]), True), (torch.tensor([3, 2]), False)):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
-                    outputs, _ = layer(inputs, lengths=lengths)
+                    outputs, _ = layer(inputs, lengths=lengths, final=final)
                 outputs.float().sum().backward()
         except RuntimeError as error:
             # oneDNN's message goes on with ". Run workload with environment variable ONEDNN_VERBOSE=..."

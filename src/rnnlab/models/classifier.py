@@ -88,12 +88,15 @@ class RNNClassifier(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False):
         """tokens (B, T), lengths (B,) → logits (B, C) (and the attention weights (B, T) when asked, else None)."""
-        states, final = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths)  # (B, T, D·H)
+        states, _ = self.rnn(self.dropout(self.embedding(tokens)), lengths=lengths, final=False)  # (B, T, D·H)
         mask = real_tokens(lengths, tokens.size(1))
         weights = None
         if self.pooling == "last":
-            h_n = final[0] if isinstance(final, tuple) else final  # (L·D, B, H), each at its sequence's end
-            pooled = torch.cat(list(h_n[-self.rnn.directions:]), dim=-1)  # forward last, backward first
+            # the top layer's final states are among its outputs: the forward direction's at each sequence's last
+            # word, the backward direction's at its first
+            H, rows = self.rnn.hidden_size, torch.arange(tokens.size(0), device=states.device)
+            last = states[rows, lengths.to(states.device) - 1]  # (B, D·H)
+            pooled = torch.cat([last[:, :H], states[:, 0, H:]], dim=-1) if self.rnn.directions == 2 else last
         elif self.pooling == "mean":
             pooled = (states * mask.unsqueeze(-1)).sum(1) / lengths.to(states.dtype).unsqueeze(-1)
         elif self.pooling == "max":

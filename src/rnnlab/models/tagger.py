@@ -69,7 +69,7 @@ class RNNTagger(nn.Module):
             if chars is None:
                 raise ValueError("model.char_features reads each word's characters: pass chars (B, T, L)")
             embedded = torch.cat([embedded, word_char_vectors(self.chars, chars, lengths)], -1)  # (B, T, E + C)
-        states, _ = self.rnn(self.dropout(embedded), lengths=lengths)  # (B, T, D·H)
+        states, _ = self.rnn(self.dropout(embedded), lengths=lengths, final=False)  # (B, T, D·H)
         return self.out(self.dropout(states))
 
 

@@ -99,15 +99,58 @@ class FusedRecurrent(Recurrent):
             self.__dict__["_templates"] = (kind(**one_layer), kind(**{**one_layer, "input_size": self.output_size}))
             self.inter_layer_dropout = make_dropout(dropout, locked=True)
 
-    def forward(self, inputs, state=None, lengths=None):
+    def forward(self, inputs, state=None, lengths=None, final: bool = True):
+        """final=False: the caller reads only the outputs and gets None for the final state, which lets an LSTM
+        over a padded batch on the CPU run without packing (see _run_by_direction)."""
         if state is None:
             state = self.initial_state(inputs.size(0))
+        if not final and lengths is not None and not self.layerwise and unpacked_is_faster(self.cell, inputs):
+            return self._run_by_direction(inputs, state, lengths), None
         if self.layerwise and self.training:  # in eval mode nothing is dropped: the fused kernel computes the same
             return self._forward_layerwise(inputs, state, lengths)
         if self.cell == "lstm" and one_small_step(inputs):
             with native_cpu_kernel():
                 return _run_packed(self.module, inputs, state, lengths)
         return _run_packed(self.module, inputs, state, lengths)
+
+    def _run_by_direction(self, inputs, state, lengths):
+        """The stack's outputs, each layer and direction one call over the padded batch: the forward direction
+        reads each sequence from its first token (padding comes after its last, so no real output reads it); the
+        backward one reads each sequence reversed within its length (reverse_padded), so it too starts at a real
+        token. Padding still runs through the states after a sequence ends, which is why the final states are not
+        returned. Inter-layer dropout as torch's kernel does it: a fresh mask per element of a layer's outputs."""
+        D, layer_input = self.directions, inputs
+        for layer in range(self.num_layers):
+            if layer > 0:
+                layer_input = nn.functional.dropout(layer_input, self.dropout, self.training)
+            outputs = []
+            for direction, suffix in enumerate(["", "_reverse"][:D]):
+                weights = {f"{name}_l0": getattr(self.module, f"{name}_l{layer}{suffix}")
+                           for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+                row = slice(layer * D + direction, layer * D + direction + 1)
+                initial = None if state is None else (
+                    tuple(s[row] for s in state) if self.cell == "lstm" else state[row])
+                x = layer_input if direction == 0 else reverse_padded(layer_input, lengths)
+                template = self._one_way_templates()[min(layer, 1)]
+                out, _ = torch.func.functional_call(template, weights, (x, initial))
+                outputs.append(out if direction == 0 else reverse_padded(out, lengths))
+            layer_input = torch.cat(outputs, -1) if D > 1 else outputs[0]
+        real = torch.arange(inputs.size(1), device=inputs.device)[None, :] < lengths.to(inputs.device)[:, None]
+        return layer_input * real.unsqueeze(-1).to(layer_input.dtype)  # zeros past each length, as packing gives
+
+    def _one_way_templates(self) -> tuple[nn.Module, nn.Module]:
+        """One-layer, one-direction modules of the stack's kind (first layer, upper layers), run with each layer's
+        and direction's parameters in turn; built on first use, under a forked random state (building one draws
+        its own, unused, initial weights: the run's random numbers stay as they were), and kept out of the module
+        tree: their own parameters are never used, trained or saved."""
+        if "_one_way" not in self.__dict__:
+            m = self.module
+            one_way = dict(input_size=m.input_size, hidden_size=m.hidden_size, batch_first=True,
+                           **({"nonlinearity": m.nonlinearity} if self.cell == "rnn" else {}))
+            with torch.random.fork_rng(devices=[]):
+                self.__dict__["_one_way"] = (type(m)(**one_way),
+                                             type(m)(**{**one_way, "input_size": self.output_size}))
+        return self.__dict__["_one_way"]
 
     def _forward_layerwise(self, inputs, state, lengths):
         lstm, D = self.cell == "lstm", self.directions
@@ -136,6 +179,24 @@ class FusedRecurrent(Recurrent):
 # (1.6× at 32 × 64). Measured on one thread of an AMD EPYC, torch 2.13 (experiments/rnn_vs_transformer/speed.md).
 # The GRU and the tanh RNN do not go through oneDNN. Same weights, same results (tests/test_recurrent.py).
 SMALL_STEP_ROWS = 64
+
+
+# Over a padded batch on the CPU, running each direction over the padded batch (_run_by_direction) beats torch's
+# packed kernel, the more so the longer the batch: packed input steps through torch's generic kernel, padded input
+# goes to oneDNN (LSTM) or to a kernel that projects all time steps' inputs at once (GRU, RNN). One thread, 2 layers
+# × 2 directions × 256 over 384-d inputs, 32 sequences, forward + backward, packed ÷ by direction: LSTM 1.04× at 10
+# tokens, 1.56× at 25, 2.08× at 50; GRU 0.98×, 1.38×, 1.91×; RNN 0.89×, 1.31×, 1.41× (Intel Xeon, torch 2.13;
+# experiments/cell_speed/padded.py). Short batches of the other cells stay packed.
+UNPACKED_MIN_STEPS = 16
+
+
+def unpacked_is_faster(cell: str, inputs: torch.Tensor) -> bool:
+    """Whether _run_by_direction beats packing for this padded batch (see above)."""
+    if inputs.device.type != "cpu":
+        return False  # cuDNN runs packed batches well
+    if cell == "lstm":
+        return torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available()
+    return inputs.size(1) >= UNPACKED_MIN_STEPS
 
 
 def one_small_step(inputs: torch.Tensor) -> bool:
@@ -181,7 +242,7 @@ class ScratchRecurrent(Recurrent):
         # gradient-through-time diagnostics: trace[index][t] is a tensor whose .grad can be asked for
         self.trace: list[list[torch.Tensor]] | None = None
 
-    def forward(self, inputs, state=None, lengths=None):
+    def forward(self, inputs, state=None, lengths=None, final: bool = True):  # noqa: ARG002 (always returns it)
         B, T, _ = inputs.shape
         if state is None:
             state = self.initial_state(B)

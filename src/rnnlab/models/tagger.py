@@ -9,8 +9,8 @@
 "In POS tagging the hidden state at every timestep is classified": the output layer reads each h_t. A
 unidirectional stack (`model.bidirectional=false`) tags word t having read only words 1..t, which caps it where a
 tag depends on a later word (data=synthetic_tagging measures by how much). Padding is never read: the stack packs
-by length (rnnlab.nn.recurrent), so the backward direction starts at each sentence's last real word, and a batch
-padded to any length gives the same logits on the real words.
+by length or reverses each sentence within it (rnnlab.nn.recurrent, final=False), so the backward direction starts
+at each sentence's last real word, and a batch padded to any length gives the same logits on the real words.
 
 Character features help where a word is rare or unseen (its vocabulary id is <unk>, or one seen too rarely to have
 learned much): its spelling still reaches the stack. The data gives each word's characters (`chars`, (B, T, L)) and

@@ -14,6 +14,10 @@ lengths (B,), when given, marks padded batches: outputs beyond a sequence's leng
 final state is the one at its last real token, in both directions (the backward direction starts
 at each sequence's last real token, never at padding). Fused packs the batch; scratch freezes the
 state of finished sequences and reverses each sequence within its own length.
+
+layer(..., final=False) tells the layer that the caller reads only the outputs (taggers, classifiers): final is
+then None, and fused may run each direction over the padded batch instead of packing it, where that is faster
+(unpacked_is_faster: long enough batches on the CPU); the outputs are the same.
 """
 
 from __future__ import annotations
@@ -182,21 +186,20 @@ SMALL_STEP_ROWS = 64
 
 
 # Over a padded batch on the CPU, running each direction over the padded batch (_run_by_direction) beats torch's
-# packed kernel, the more so the longer the batch: packed input steps through torch's generic kernel, padded input
-# goes to oneDNN (LSTM) or to a kernel that projects all time steps' inputs at once (GRU, RNN). One thread, 2 layers
-# × 2 directions × 256 over 384-d inputs, 32 sequences, forward + backward, packed ÷ by direction: LSTM 1.04× at 10
-# tokens, 1.56× at 25, 2.08× at 50; GRU 0.98×, 1.38×, 1.91×; RNN 0.89×, 1.31×, 1.41× (Intel Xeon, torch 2.13;
-# experiments/cell_speed/padded.py). Short batches of the other cells stay packed.
-UNPACKED_MIN_STEPS = 16
+# packed kernel once the batch is long enough: packed input steps through torch's generic kernel, padded input goes
+# to oneDNN (LSTM) or to a kernel that projects all time steps' inputs at once (GRU, RNN), whose fixed costs (and the
+# reversals) outweigh that on short batches. One thread, 2 layers × 2 directions × 256 over 384-d inputs, 32
+# sequences, forward + backward, packed ÷ by direction: LSTM 0.7-0.85× up to 9 tokens, 1.04× at 10, 1.56× at 25,
+# 2.08× at 50; GRU 0.98×, 1.38×, 1.91× and RNN 0.89×, 1.31×, 1.41× at 10, 25, 50 (Intel Xeon, torch 2.13;
+# experiments/cell_speed/padded.py, results_padded.jsonl).
+UNPACKED_MIN_STEPS = 12
 
 
 def unpacked_is_faster(cell: str, inputs: torch.Tensor) -> bool:
     """Whether _run_by_direction beats packing for this padded batch (see above)."""
-    if inputs.device.type != "cpu":
-        return False  # cuDNN runs packed batches well
-    if cell == "lstm":
-        return torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available()
-    return inputs.size(1) >= UNPACKED_MIN_STEPS
+    if inputs.device.type != "cpu" or inputs.size(1) < UNPACKED_MIN_STEPS:
+        return False  # cuDNN runs packed batches well; short batches pack faster
+    return cell != "lstm" or (torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available())
 
 
 def one_small_step(inputs: torch.Tensor) -> bool:

@@ -161,7 +161,7 @@ def test_outputs_without_the_final_state_equal_the_packed_ones(cell, num_layers,
         for p in (layer.h0, layer.C0):
             if p is not None:
                 p.normal_()  # a non-zero initial state: each direction must start from its own row
-    T = UNPACKED_MIN_STEPS  # long enough for every cell to take the unpacked path
+    T = max(UNPACKED_MIN_STEPS.values())  # long enough for every cell to take the unpacked path
     lengths = torch.tensor([T, 2, 9, 1])
     x = torch.randn(4, 3 * T, 5)
     for i, n in enumerate(lengths.tolist()):
@@ -185,7 +185,8 @@ def test_outputs_without_the_final_state_equal_the_packed_ones(cell, num_layers,
 def test_the_unpacked_path_drops_between_layers_in_training_only():
     torch.manual_seed(0)
     layer = recurrent_layer("lstm", 5, 7, 2, dropout=0.5, bidirectional=True)
-    x, lengths = torch.randn(3, UNPACKED_MIN_STEPS, 5), torch.tensor([UNPACKED_MIN_STEPS, 3, 1])
+    T = UNPACKED_MIN_STEPS["lstm"]
+    x, lengths = torch.randn(3, T, 5), torch.tensor([T, 3, 1])
     layer.eval()
     reference, _ = layer(x, lengths=lengths)
     torch.testing.assert_close(layer(x, lengths=lengths, final=False)[0], reference, **TOL)
@@ -198,8 +199,8 @@ def test_the_unpacked_path_drops_between_layers_in_training_only():
 
 def test_short_batches_stay_packed():
     for cell in ("rnn", "lstm", "gru"):
-        assert not unpacked_is_faster(cell, torch.zeros(2, UNPACKED_MIN_STEPS - 1, 4))
-        long_batch = torch.zeros(2, UNPACKED_MIN_STEPS, 4)
+        assert not unpacked_is_faster(cell, torch.zeros(2, UNPACKED_MIN_STEPS[cell] - 1, 4))
+        long_batch = torch.zeros(2, UNPACKED_MIN_STEPS[cell], 4)
         assert unpacked_is_faster(cell, long_batch) == (cell != "lstm" or torch.backends.mkldnn.is_available())
 
 

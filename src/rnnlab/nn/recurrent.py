@@ -189,15 +189,15 @@ SMALL_STEP_ROWS = 64
 # packed kernel once the batch is long enough: packed input steps through torch's generic kernel, padded input goes
 # to oneDNN (LSTM) or to a kernel that projects all time steps' inputs at once (GRU, RNN), whose fixed costs (and the
 # reversals) outweigh that on short batches. One thread, 2 layers × 2 directions × 256 over 384-d inputs, 32
-# sequences, forward + backward, packed ÷ by direction: LSTM 0.7-0.85× up to 9 tokens, 1.04× at 10, 1.56× at 25,
-# 2.08× at 50; GRU 0.98×, 1.38×, 1.91× and RNN 0.89×, 1.31×, 1.41× at 10, 25, 50 (Intel Xeon, torch 2.13;
-# experiments/cell_speed/padded.py, results_padded.jsonl).
-UNPACKED_MIN_STEPS = 12
+# sequences, forward + backward, packed ÷ by direction at 5, 10, 15, 25, 50 tokens: LSTM 0.73, 1.06, 1.25, 1.91,
+# 2.38; GRU 0.90, 1.02, 1.02, 1.30, 2.04; RNN 0.77, 0.85, 0.96, 1.11, 1.36 (Intel Xeon, torch 2.13, quiet;
+# experiments/cell_speed/padded.py, results_padded.jsonl). Hence the least batch length per cell:
+UNPACKED_MIN_STEPS = {"lstm": 12, "gru": 16, "rnn": 20}
 
 
 def unpacked_is_faster(cell: str, inputs: torch.Tensor) -> bool:
     """Whether _run_by_direction beats packing for this padded batch (see above)."""
-    if inputs.device.type != "cpu" or inputs.size(1) < UNPACKED_MIN_STEPS:
+    if inputs.device.type != "cpu" or inputs.size(1) < UNPACKED_MIN_STEPS[cell]:
         return False  # cuDNN runs packed batches well; short batches pack faster
     return cell != "lstm" or (torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available())
 

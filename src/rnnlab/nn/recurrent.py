@@ -15,9 +15,9 @@ final state is the one at its last real token, in both directions (the backward 
 at each sequence's last real token, never at padding). Fused packs the batch; scratch freezes the
 state of finished sequences and reverses each sequence within its own length.
 
-layer(..., final=False) tells the layer that the caller reads only the outputs (taggers, classifiers): final is
-then None, and fused may run each direction over the padded batch instead of packing it, where that is faster
-(unpacked_is_faster: long enough batches on the CPU); the outputs are the same.
+layer(..., final=False) tells the layer that the caller reads only the outputs (taggers, classifiers): then fused
+may run each direction over the padded batch instead of packing it, where that is faster (unpacked_is_faster: long
+enough batches on the CPU), and returns None for the final state; the outputs are the same.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ class FusedRecurrent(Recurrent):
             self.inter_layer_dropout = make_dropout(dropout, locked=True)
 
     def forward(self, inputs, state=None, lengths=None, final: bool = True):
-        """final=False: the caller reads only the outputs and gets None for the final state, which lets an LSTM
-        over a padded batch on the CPU run without packing (see _run_by_direction)."""
+        """final=False: the caller reads only the outputs, which lets a long enough padded batch on the CPU run
+        without packing (_run_by_direction); the final state returned is then None."""
         if state is None:
             state = self.initial_state(inputs.size(0))
         if not final and lengths is not None and not self.layerwise and unpacked_is_faster(self.cell, inputs):
@@ -199,6 +199,8 @@ def unpacked_is_faster(cell: str, inputs: torch.Tensor) -> bool:
     """Whether _run_by_direction beats packing for this padded batch (see above)."""
     if inputs.device.type != "cpu" or inputs.size(1) < UNPACKED_MIN_STEPS[cell]:
         return False  # cuDNN runs packed batches well; short batches pack faster
+    if torch.compiler.is_compiling():
+        return False  # compile=true: dynamo traces the packed stack as before, not the templates' functional calls
     return cell != "lstm" or (torch.backends.mkldnn.enabled and torch.backends.mkldnn.is_available())
 
 

@@ -46,6 +46,7 @@ test-all: install  ## run every test, slow ones included
 bench: install  ## throughput: rnnlab vs a raw loop, scratch vs fused cells, vs JoeyNMT and the PyTorch LM example; JSON lines
 	$(BIN)/python experiments/throughput/bench.py $(ARGS)
 	$(BIN)/python experiments/cell_speed/bench.py
+	$(BIN)/python experiments/cell_speed/padded.py
 	$(BIN)/python experiments/peers/bench.py
 
 report: install  ## compare runs: table + plots per configuration (ARGS="<experiment | parent run id> [--group-by ...]")

@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.errors import ConfigError
 from rnnlab.models import registry
-from rnnlab.nn.recurrent import CELLS, recurrent_layer
+from rnnlab.nn.recurrent import CELLS, UNPACKED_MIN_STEPS, recurrent_layer
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,11 @@ def cpu_bf16_failure(cell: str, backend: str, nonlinearity: str = "tanh", bidire
     with torch.random.fork_rng(devices=[]):  # the run's own random state stays as it was
         torch.manual_seed(0)
         layer = recurrent_layer(cell, 4, 8, bidirectional=bidirectional, nonlinearity=nonlinearity, backend=backend)
-        inputs = torch.randn(2, 3, 4)
+        # long enough for the unpacked path of taggers and classifiers (final=False, nn/recurrent.py), run too
+        steps = max(UNPACKED_MIN_STEPS.values())
+        inputs, padded = torch.randn(2, steps, 4), torch.tensor([steps, 2])
         try:
-            # packed, and unpacked as taggers and classifiers run them (final=False, nn/recurrent.py)
-            for lengths, final in ((None, True), (torch.tensor([3, 2]), True), (torch.tensor([3, 2]), False)):
+            for lengths, final in ((None, True), (padded, True), (padded, False)):
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     outputs, _ = layer(inputs, lengths=lengths, final=final)
                 outputs.float().sum().backward()

@@ -14,6 +14,7 @@ from lightning.pytorch.strategies.launchers import subprocess_script
 
 from rnnlab import hardware
 from rnnlab.errors import ConfigError
+from rnnlab.nn.recurrent import FusedRecurrent
 from rnnlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -86,6 +87,20 @@ def test_bf16_mixed_trains_the_lm_where_this_cpu_can_and_stops_with_one_line_whe
     # the same fit with bfloat16 matmuls: close to, not equal to, float32
     assert mixed["val/loss"] == pytest.approx(full["val/loss"], abs=0.05)
     assert mixed["val/loss"] != full["val/loss"]
+
+
+def test_the_bf16_probe_runs_the_unpacked_path_of_taggers_and_classifiers_too(monkeypatch):
+    """A failure only the unpacked stack meets (final=False, nn/recurrent.py) is found before training."""
+    def fails(*args, **kwargs):
+        raise RuntimeError("could not create a primitive descriptor. Run workload with ONEDNN_VERBOSE")
+
+    monkeypatch.setattr(FusedRecurrent, "_run_by_direction", fails)
+    hardware.cpu_bf16_failure.cache_clear()
+    try:
+        failure = hardware.cpu_bf16_failure("gru", "fused", bidirectional=True)
+        assert failure == "could not create a primitive descriptor"
+    finally:
+        hardware.cpu_bf16_failure.cache_clear()
 
 
 def test_a_cpu_without_bf16_cells_stops_before_training_naming_the_fixes(make_cfg, monkeypatch):

@@ -11,7 +11,7 @@ from rnnlab.data.batching import LengthBucketSampler
 from rnnlab.data.streams import BPTTWindows, batchify
 from rnnlab.data.translation import BOS_ID, EOS_ID, PAD_ID, PairDataset, collate_pairs
 from rnnlab.errors import ConfigError
-from rnnlab.nn.recurrent import reverse_padded
+from rnnlab.nn.padding import real_tokens, reverse_padded
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -100,3 +100,12 @@ def test_reversing_within_lengths_twice_is_the_identity_and_keeps_padding(length
     for row, n in enumerate(lengths):
         assert torch.equal(once[row, :n], x[row, :n].flip(0))  # each sequence reversed within its own length
         assert torch.equal(once[row, n:], x[row, n:])  # the padding stays where it was
+
+
+@SETTINGS
+@given(st.lists(st.integers(0, 9), min_size=1, max_size=6), st.integers(0, 3))
+def test_real_tokens_marks_exactly_each_sequences_first_length_positions(lengths, extra):
+    T = max(lengths) + extra
+    mask = real_tokens(torch.tensor(lengths, dtype=torch.int32), T)
+    assert mask.dtype == torch.bool and mask.shape == (len(lengths), T)
+    assert mask.tolist() == [[t < n for t in range(T)] for n in lengths]

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from rnnlab.decoding import greedy
 from rnnlab.errors import ConfigError
 from rnnlab.models.seq2seq import Seq2Seq
-from rnnlab.nn.recurrent import reverse_padded
+from rnnlab.nn.padding import reverse_padded
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

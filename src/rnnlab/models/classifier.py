@@ -38,6 +38,7 @@ from torch import nn
 from rnnlab.errors import ConfigError, group_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import recurrent_layer
+from rnnlab.nn.padding import real_tokens
 
 POOLINGS = ("last", "mean", "max", "attention")
 WEIGHTINGS = ("counts", "binary", "log_counts", "tfidf")
@@ -46,11 +47,6 @@ WEIGHTINGS = ("counts", "binary", "log_counts", "tfidf")
 def check_pooling(pooling: str) -> None:
     if pooling not in POOLINGS:
         raise ConfigError(f"task.pooling={pooling!r} is invalid: choose one of {', '.join(POOLINGS)}")
-
-
-def real_tokens(lengths: torch.Tensor, T: int) -> torch.Tensor:
-    """(B, T) True where a position holds a real token, False on padding."""
-    return torch.arange(T, device=lengths.device)[None, :] < lengths.to(torch.long)[:, None]
 
 
 class RNNClassifier(nn.Module):

@@ -38,7 +38,7 @@ from rnnlab.errors import ConfigError, group_keys
 from rnnlab.models.language_model import check_architecture
 from rnnlab.nn import RecurrentState, recurrent_layer
 from rnnlab.nn.attention import ATTENTION_TYPES, Attention, Memory
-from rnnlab.nn.recurrent import reverse_padded
+from rnnlab.nn.padding import reverse_padded
 
 ATTENTION_OPTIONS = ("type", "window", "score")
 

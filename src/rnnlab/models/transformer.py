@@ -44,6 +44,7 @@ from torch import nn
 
 from rnnlab.errors import ConfigError
 from rnnlab.models.seq2seq import Seq2SeqOutput
+from rnnlab.nn.padding import real_tokens
 
 POSITIONAL = ("sinusoidal", "learned")
 
@@ -361,7 +362,7 @@ class TransformerSeq2Seq(nn.Module):
         """src (B, S) padded, src_lengths (B,) ≥ 1 → every decoder layer's keys and values of the encoder's output,
         and the decoder's empty cache."""
         self._check_length(src.size(1), "source")
-        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lengths.to(src.device)[:, None]  # (B, S)
+        mask = real_tokens(src_lengths, src.size(1), src.device)  # (B, S)
         states, _, _ = self.encoder(self.src_embedding(src), mask[:, None, None, :])  # (B, S, d)
         layers = [layer.cross_attention.keys_values(states) for layer in self.decoder.layers]
         return TransformerMemory(layers, mask), DecoderCache()

@@ -50,6 +50,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rnnlab.nn.padding import real_tokens
+
 ATTENTION_TYPES = ("none", "bahdanau", "luong_dot", "luong_general", "luong_concat", "local")
 LOCAL_SCORES = ("dot", "general", "concat")
 
@@ -66,7 +68,7 @@ class Memory:
     @classmethod
     def of(cls, states: torch.Tensor, lengths: torch.Tensor, keys: torch.Tensor | None = None) -> Memory:
         lengths = lengths.to(states.device)
-        mask = torch.arange(states.size(1), device=states.device)[None, :] < lengths[:, None]
+        mask = real_tokens(lengths, states.size(1))
         return cls(states, mask, lengths, keys)
 
     def index_select(self, index: torch.Tensor) -> Memory:

@@ -30,6 +30,8 @@ import math
 
 import torch
 
+from rnnlab.nn.padding import real_tokens
+
 
 def viterbi(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The highest-scoring tag sequence of each sentence, (B, T); 0 on padding."""
@@ -84,7 +86,7 @@ def marginals(emissions: torch.Tensor, transitions: torch.Tensor, lengths: torch
     out = torch.stack([(alpha + beta) if alpha.dim() == 2 else torch.logsumexp(alpha + beta, 1)
                        for alpha, beta in zip(alphas, betas)], 1)  # (B, T, K)
     out = out - log_z.view(B, 1, 1)
-    real = torch.arange(T, device=emissions.device)[None, :] < lengths[:, None]
+    real = real_tokens(lengths, T, emissions.device)
     return torch.where(real.unsqueeze(-1), out, torch.full_like(out, -math.log(K)))
 
 
@@ -100,15 +102,14 @@ def path_score(emissions: torch.Tensor, transitions: torch.Tensor, tags: torch.T
     B, T, K = emissions.shape
     order = transitions.dim() - 1
     lengths = lengths.to(emissions.device)
-    positions = torch.arange(T, device=emissions.device)
-    real = positions[None, :] < lengths[:, None]  # (B, T)
+    real = real_tokens(lengths, T)  # (B, T)
     tags = torch.where(real, tags, K)  # the boundary from each sentence's end on: EOS, then never scored
     emitted = emissions.gather(-1, tags.clamp(max=K - 1).unsqueeze(-1)).squeeze(-1)  # (B, T) E[i, y_i]
     history = torch.cat([tags.new_full((B, order), K), tags, tags.new_full((B, 1), K)], 1)  # BOS.. y_1..y_T EOS
     # the transition into position i (1..n+1) reads history[i−1 .. i−1+order] (as a flat index into A)
     flat = sum(history[:, m: m + T + 1] * (K + 1) ** (order - m) for m in range(order + 1))  # (B, T+1)
     into = transitions.flatten()[flat]
-    scored = torch.arange(T + 1, device=emissions.device)[None, :] <= lengths[:, None]  # into y_1..y_n and EOS
+    scored = real_tokens(lengths + 1, T + 1)  # the transitions into y_1..y_n and EOS
     return torch.where(real, emitted, 0).sum(1) + torch.where(scored, into, 0).sum(1)
 
 

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from rnnlab.nn.padding import real_tokens
+
 PAD = 0  # the padding character's id (the data's character vocabulary puts it first)
 KINDS = ("none", "cnn", "lstm")
 
@@ -68,7 +70,7 @@ def word_char_vectors(encoder: nn.Module, chars: torch.Tensor, lengths: torch.Te
     """chars (B, T, L) of sentences of `lengths` words → (B, T, D), each real word's vector, zeros on padding
     (padding words are never encoded)."""
     B, T, _ = chars.shape
-    real = torch.arange(T, device=chars.device)[None, :] < lengths.to(chars.device)[:, None]  # (B, T)
+    real = real_tokens(lengths, T, chars.device)  # (B, T)
     vectors = encoder(chars[real])  # (N, D): the sentences' N words, in order
     out = vectors.new_zeros(B, T, vectors.size(-1))
     out[real] = vectors

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnnlab.nn.chain import log_partition, path_score, viterbi
+from rnnlab.nn.padding import real_tokens
 
 
 class PerWordSoftmax(nn.Module):
@@ -60,8 +61,7 @@ class CRF(nn.Module):
 
 def _real(emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(B, T): True on each sentence's words, False on its padding."""
-    positions = torch.arange(emissions.size(1), device=emissions.device)
-    return positions[None, :] < lengths.to(emissions.device)[:, None]
+    return real_tokens(lengths, emissions.size(1), emissions.device)
 
 
 def _wide(scores: torch.Tensor) -> torch.Tensor:

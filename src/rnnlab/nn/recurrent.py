@@ -33,6 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnlab.nn.bptt import LSTMSequence
 from rnnlab.nn.cells import CHRONO, RECURRENT_INITS, Cell, LSTMCell, lstm_gate_bias_, make_cell, orthogonal_recurrent_
 from rnnlab.nn.dropout import make_dropout
+from rnnlab.nn.padding import real_tokens, reverse_padded
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu")
@@ -139,7 +140,7 @@ class FusedRecurrent(Recurrent):
                 out, _ = torch.func.functional_call(template, weights, (x, initial))
                 outputs.append(out if direction == 0 else reverse_padded(out, lengths))
             layer_input = torch.cat(outputs, -1) if D > 1 else outputs[0]
-        real = torch.arange(inputs.size(1), device=inputs.device)[None, :] < lengths.to(inputs.device)[:, None]
+        real = real_tokens(lengths, inputs.size(1), inputs.device)
         return layer_input * real.unsqueeze(-1).to(layer_input.dtype)  # zeros past each length, as packing gives
 
     def _one_way_templates(self) -> tuple[nn.Module, nn.Module]:
@@ -260,7 +261,7 @@ class ScratchRecurrent(Recurrent):
         mask = None
         if lengths is not None and bool((lengths < T).any()):
             lengths = lengths.to(inputs.device)
-            mask = (torch.arange(T, device=inputs.device)[:, None] < lengths[None, :]).unsqueeze(-1)
+            mask = real_tokens(lengths, T).t().unsqueeze(-1)
         finals_h, finals_C = [], []
         layer_input = inputs
         for layer in range(self.num_layers):
@@ -333,17 +334,6 @@ def _unroll_projected(cell: Cell, u: torch.Tensor, state, mask: torch.Tensor | N
     if mask is not None:
         out = out * mask.transpose(0, 1)
     return out, state
-
-
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Reverse each sequence of x (B, T, ...) within its own length; padding stays at the end."""
-    if lengths is None:
-        return x.flip(1)
-    T = x.size(1)
-    t = torch.arange(T, device=x.device)[None, :]
-    lengths = lengths.to(x.device)[:, None]
-    index = torch.where(t < lengths, lengths - 1 - t, t)  # (B, T)
-    return x.gather(1, index.view(*index.shape, *(1,) * (x.dim() - 2)).expand_as(x))
 
 
 def recurrent_layer(cell: str, input_size: int, hidden_size: int, num_layers: int = 1,

@@ -165,8 +165,8 @@ def test_bad_input_is_one_line_naming_the_fix(fitted, tmp_path, capsys):
     for overrides, message in [
         ([], "ckpt is missing: give ckpt=<path of a .ckpt file> or ckpt=<the MLflow run id that train.py printed>"),
         ([f"ckpt={OLD_LM}", "text=the boats"], f"ckpt={OLD_LM} is not a task=tagging checkpoint (it lacks the "
-                                               f"hyperparameters vocab_size, num_tags, pad_id, num_chars, model); give "
-                                               f"one that `python train.py task=tagging` wrote"),
+                                               f"hyperparameters vocab_size, num_tags, pad_id, num_chars, num_intents, "
+                                               f"model); give one that `python train.py task=tagging` wrote"),
         ([f"ckpt={checkpoints['rnn']}", f"input={tmp_path / 'no.txt'}"],
          f"input={tmp_path / 'no.txt'}: no such file; give a text file with one sentence per line"),
         ([f"ckpt={checkpoints['rnn']}", "text= "], 'text is empty: give a sentence, e.g. text="The old man the '

@@ -74,7 +74,8 @@ def test_another_tasks_data_is_one_line(make_cfg):
     with pytest.raises(ConfigError) as error:
         build(make_cfg("task=tagging", "data=synthetic_classification", "data.train_examples=20", tiny=False))
     assert str(error.value) == ("data=synthetic_classification is not data for task=tagging: it gives vocab_size, "
-                                "num_classes, pad_id where the task needs vocab_size, num_tags, pad_id, num_chars; "
+                                "num_classes, pad_id where the task needs vocab_size, num_tags, pad_id, num_chars, "
+                                "num_intents; "
                                 "pick a data= made for task=tagging, or leave data= out for its default")
 
 

@@ -210,7 +210,8 @@ def test_a_crf_char_lstm_tagger_learns_and_tags_the_same_from_its_checkpoint(tmp
 def test_a_checkpoint_written_before_crf_and_character_features_still_loads():
     torch.manual_seed(0)
     task = TaggingTask(vocab_size=9, num_tags=3, pad_id=0, num_chars=0, model=SMALL, optimizer=ADAM).eval()
-    old = {key: value for key, value in task.hparams.items() if key not in ("num_chars", "crf")}
+    old = {key: value for key, value in task.hparams.items()
+           if key not in ("num_chars", "crf", "num_intents", "intent", "intent_weight")}
     again = TaggingTask.from_checkpoint_dict({"hyper_parameters": old, "state_dict": task.state_dict()}, "old.ckpt")
     batch = {"tokens": torch.randint(0, 9, (2, 4)), "tokens_lengths": torch.tensor([4, 2])}
     with torch.no_grad():

@@ -139,7 +139,8 @@ def test_vocabulary_unseen_words_and_padded_batches(tmp_path):
     data = ConllDataModule(train_path=str(train), val_path=str(dev), min_frequency=2)
     data.setup()
     assert data.vocab == ["<unk>", "dog"] and data.tags == ["DT", "NN", "VBZ"]  # "The" ≠ "the": once each
-    assert data.task_inputs == {"vocab_size": 2, "num_tags": 3, "pad_id": 0, "num_chars": 2 + 12}
+    assert data.task_inputs == {"vocab_size": 2, "num_tags": 3, "pad_id": 0, "num_chars": 2 + 12,
+                                "num_intents": 0}
     assert data.bucket_dataset("val")[0]["unseen"] == [False, True]  # "the" was in training, below min_frequency
     batch = data.collate([data.bucket_dataset("train")[k] for k in (0, 1)])
     assert batch["tokens"].tolist() == [[0, 1, 0], [0, 1, 0]] and batch["tokens_lengths"].tolist() == [3, 2]

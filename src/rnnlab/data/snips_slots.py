@@ -8,7 +8,8 @@ Each word of a voice-assistant request has a BIO slot tag, `seq.out` aligned wit
 
 (72 tags in train: B- begins a slot, I- continues it, O is outside any slot). task=tagging scores the slots as
 conlleval does (span precision, recall, F1) besides the per-word metrics. A line of seq.out with another number of
-tags than its utterance has words is an error naming the line (the reader's check).
+tags than its utterance has words is an error naming the line (the reader's check). Each utterance's intent
+(`label`) comes with it, for `task.intent=joint|conditioned`: a tagger that also classifies the intent.
 """
 
 from __future__ import annotations
@@ -54,4 +55,5 @@ class SnipsSlotsDataModule(TaggingDataModule):
                         UTTERANCES[split])
         words = [utterance.split() for utterance in read.utterances]
         lines = [[number] * len(sentence) for number, sentence in enumerate(words, start=1)]
-        return Tagged(words, read.slots, self.root / folder / "seq.out", lines)
+        return Tagged(words, read.slots, self.root / folder / "seq.out", lines, read.intents,
+                      self.root / folder / "label")

@@ -18,9 +18,12 @@ This base owns what every such data set shares:
 - a sentence with no word is skipped and counted (logged per split), never silently;
 - batches (`rnnlab.data.batching`): length-bucketed for training, longest first for evaluation, each example
   evaluated by one DDP process: `{"tokens": (B, T), "tokens_lengths": (B,), "tags": (B, T), "unseen": (B, T),
-  "chars": (B, T, L), "words": B lists of strings, "index": (B,)}`; tokens are padded with id 0 and tags with IGNORE
-  (-100, what cross-entropy skips): a model never reads the padding (lengths mark the real words);
-- what the task needs: `task_inputs` (vocab_size, num_tags, pad_id, num_chars), `tag_names`, `sentences(split)`
+  "chars": (B, T, L), "intent": (B,), "words": B lists of strings, "index": (B,)}`; tokens are padded with id 0
+  and tags with IGNORE (-100, what cross-entropy skips): a model never reads the padding (lengths mark the real words);
+- intents (for task.intent): where the data labels each sentence as a whole (SNIPS: its intent), the intents are
+  the training split's, sorted, a val/test intent the training split never has is a DataError naming its line, and
+  a batch has each sentence's intent id (`intent`, (B,); IGNORE where the data has no intents);
+- what the task needs: `task_inputs` (vocab_size, num_tags, pad_id, num_chars, num_intents), `sentences(split)`
   and `gold_tags(split)` in index order, `tokenizer_state()` (the word and character vocabularies and the tags,
   and, for CoNLL-U, the tag column, kept in the checkpoint so eval.py checks that other data reads words the same
   way and tag.py reads new sentences as training did: `untagged`), and, for generated data that
@@ -57,12 +60,15 @@ IGNORE = -100  # the tag of padding: F.cross_entropy's default ignore_index
 
 @dataclass
 class Tagged:
-    """Sentences (lists of words) and their tags, aligned; where read from a file, its path and each word's line."""
+    """Sentences (lists of words) and their tags, aligned; where read from a file, its path and each word's line;
+    where the data has one, each sentence's intent (a label of the whole sentence: SNIPS's, for task.intent)."""
 
     words: list[list[str]]
     tags: list[list[str]]
     path: Path | None = None
     lines: list[list[int]] | None = None  # per sentence, the line of each word in `path`
+    intents: list[str] | None = None
+    intents_path: Path | None = None  # the file of the intents, line i the intent of sentence i
 
     def __post_init__(self) -> None:
         if len(self.words) != len(self.tags):
@@ -71,6 +77,8 @@ class Tagged:
         for k, (words, tags) in enumerate(zip(self.words, self.tags)):
             if len(words) != len(tags):
                 raise DataError(f"{self.where(k, 0)}: {len(words)} words but {len(tags)} tags: one tag per word")
+        if self.intents is not None and len(self.intents) != len(self.words):
+            raise DataError(f"{len(self.words)} sentences but {len(self.intents)} intents: one intent per sentence")
 
     def __len__(self) -> int:
         return len(self.words)
@@ -83,29 +91,32 @@ class Tagged:
 
     def subset(self, keep: Sequence[int]) -> Tagged:
         return Tagged([self.words[k] for k in keep], [self.tags[k] for k in keep], self.path,
-                      None if self.lines is None else [self.lines[k] for k in keep])
+                      None if self.lines is None else [self.lines[k] for k in keep],
+                      None if self.intents is None else [self.intents[k] for k in keep], self.intents_path)
 
 
 class TaggedDataset(Dataset):
     def __init__(self, words: list[list[str]], token_ids: list[list[int]], tag_ids: list[list[int]],
-                 unseen: list[list[bool]], char_ids: dict[str, int]):
+                 unseen: list[list[bool]], char_ids: dict[str, int], intent_ids: list[int] | None = None):
         self.words, self.token_ids, self.tag_ids, self.unseen = words, token_ids, tag_ids, unseen
         self.char_ids = char_ids
+        self.intent_ids = intent_ids if intent_ids is not None else [IGNORE] * len(token_ids)
 
     def __len__(self) -> int:
         return len(self.token_ids)
 
     def __getitem__(self, index: int) -> dict:
         return {"tokens": self.token_ids[index], "tags": self.tag_ids[index], "unseen": self.unseen[index],
-                "words": self.words[index], "chars": spelled(self.words[index], self.char_ids), "index": index}
+                "words": self.words[index], "chars": spelled(self.words[index], self.char_ids), "index": index,
+                "intent": self.intent_ids[index]}
 
     def lengths(self) -> np.ndarray:
         return np.array([len(ids) for ids in self.token_ids], dtype=np.int64)
 
 
 def collate_tagged(examples: Sequence[dict]) -> dict:
-    """Padded tokens, tags and unseen-word flags (tokens_lengths once) and characters; the words stay lists of
-    strings."""
+    """Padded tokens, tags and unseen-word flags (tokens_lengths once), characters and each sentence's intent id
+    (IGNORE where the data has none); the words stay lists of strings."""
     batch = collate_padded([{key: value for key, value in example.items() if key not in ("words", "chars")}
                             for example in examples],
                            pad_ids={"tokens": PAD_ID, "tags": IGNORE, "unseen": 0}, lengths_of=("tokens",))
@@ -202,6 +213,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         self.vocab: list[str] = []
         self.chars: list[str] = []
         self.tags: list[str] = []
+        self.intents: list[str] = []  # the training split's intents, sorted; none where the data has none
         self.training_words: set[str] = set()
         self.skipped: dict[str, int] = {}
         self._raw: dict[str, Tagged] = {}
@@ -236,12 +248,16 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         char_ids = {character: k for k, character in enumerate(self.chars)}
         self.training_words = {word for words in train.words for word in words}
         tag_ids = {tag: k for k, tag in enumerate(self.tags)}
+        self.intents = sorted(set(train.intents)) if train.intents is not None else []
+        intent_ids = {intent: k for k, intent in enumerate(self.intents)}
         for split in SPLITS:
             raw = self._raw[split]
             self._check_tags(split, raw, tag_ids)
+            self._check_intents(split, raw, intent_ids)
             self._datasets[split] = TaggedDataset(
                 raw.words, word_ids(raw.words, self.vocab), [[tag_ids[tag] for tag in tags] for tags in raw.tags],
-                [[word not in self.training_words for word in words] for words in raw.words], char_ids)
+                [[word not in self.training_words for word in words] for words in raw.words], char_ids,
+                None if not self.intents else [intent_ids[intent] for intent in raw.intents])
             log.info("data=%s %s: %d sentences, %d words, %d tags", self.option, split, len(raw),
                      sum(map(len, raw.words)), len(self.tags))
 
@@ -262,10 +278,23 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
                                     f"occurs in the training split (its {len(self.tags)} tags: {known}); fix the tag "
                                     f"or add training sentences that have it")
 
+    def _check_intents(self, split: str, raw: Tagged, intent_ids: dict[str, int]) -> None:
+        if not intent_ids:
+            return
+        if raw.intents is None:
+            raise DataError(f"data={self.option}: the training split has intents but the {split} split has none; "
+                            f"give every split its intents, or none")
+        for k, intent in enumerate(raw.intents):
+            if intent not in intent_ids:
+                where = f"{raw.intents_path} line {k + 1}" if raw.intents_path else f"sentence {k + 1}"
+                raise DataError(f"data={self.option}: {where} ({split} split): the intent {intent!r} never occurs in "
+                                f"the training split (its {len(self.intents)}: {', '.join(self.intents)}); fix the "
+                                f"intent or add training sentences that have it")
+
     def _normalised(self, raw: Tagged) -> Tagged:
         if not self.lowercase:
             return raw
-        return Tagged(normalised(raw.words, True), raw.tags, raw.path, raw.lines)
+        return Tagged(normalised(raw.words, True), raw.tags, raw.path, raw.lines, raw.intents, raw.intents_path)
 
     # the loaders (data/batching.py)
     noun = "sentences"
@@ -275,7 +304,7 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
     @property
     def task_inputs(self) -> dict[str, int]:
         return {"vocab_size": len(self.vocab), "num_tags": len(self.tags), "pad_id": PAD_ID,
-                "num_chars": len(self.chars)}
+                "num_chars": len(self.chars), "num_intents": len(self.intents)}
 
     def sentences(self, split: str) -> list[list[str]]:
         return self._raw[split].words
@@ -292,6 +321,6 @@ class TaggingDataModule(LengthBucketedData, L.LightningDataModule):
         """The word and character vocabularies, the tags and the word normalisation: what reading a tagged sentence
         needs; and for tags read from CoNLL-U, their column (`tagset`), where tag.py writes them back."""
         state = {"words": list(self.vocab), "tags": list(self.tags), "lowercase": self.lowercase,
-                 "chars": list(self.chars)}
+                 "chars": list(self.chars)} | ({"intents": list(self.intents)} if self.intents else {})
         return state | ({"tagset": self.tagset} if self.tagset is not None else {})
 

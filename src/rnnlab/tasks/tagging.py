@@ -15,6 +15,15 @@ tag is IGNORE); train/loss_epoch weighs every word once. (The HMM decodes its ow
 Viterbi sequence, `predict`, and task.crf does not apply.) `tag(sentences)` tags new sentences as evaluation
 predicts them (tag.py).
 
+Data that labels each sentence as a whole (data=snips_slots: each utterance's intent) can train the tagger to
+classify the sentence too, the joint intent detection and slot filling of spoken language understanding:
+
+  task.intent=none         the tags only (the default; the only choice for data without intents)
+  task.intent=joint        an intent classifier over the same states (their max over the words), trained beside
+                           the tags: loss = tag loss per word + task.intent_weight × intent cross-entropy per sentence
+  task.intent=conditioned  joint, and each word's tag scores also read the predicted intent distribution
+                           (rnnlab/models/tagger.py), so a slot's type can depend on what the request is for
+
 Metrics, per split (`val`, `test`), over every word of the split once (summed exactly across DDP processes):
 
   loss           the negative log-likelihood of the gold tags per word: the mean cross-entropy per word, or with
@@ -28,6 +37,10 @@ Metrics, per split (`val`, `test`), over every word of the split once (summed ex
                  for a BIO tag set (every tag O, B-x or I-x): the spans (chunks) as conlleval finds them, a span
                  counting as right only with its exact extent and type (seqeval's default mode, which follows
                  conlleval: an I-x after O or after another type starts a span)
+  intent_acc, intent_loss, frame_acc
+                 with task.intent=joint|conditioned: the share of sentences whose intent is right, its cross-entropy,
+                 and the share with the intent AND every tag right (the "sentence accuracy" or "overall accuracy"
+                 of joint intent and slot papers: the whole semantic frame right)
   acc_optimal, acc_left_to_right_optimal
                  the Bayes-optimal token accuracy and the best a left-to-right tagger can reach, when the data knows
                  them (data=synthetic_tagging)
@@ -47,11 +60,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 
 from rnnlab import distributed
 from rnnlab.data.tagging import PAD_ID as UNK_ID  # <unk>, whose id the padding shares
 from rnnlab.errors import ConfigError
+from rnnlab.models import registry
 from rnnlab.nn.crf import CRF, PerWordSoftmax
 from rnnlab.nn.dropout import check_word_dropout, drop_words
 from rnnlab.tasks.base import Task
@@ -62,20 +77,23 @@ from rnnlab.tracking.plots import plot_confusion, plot_transitions
 STAGES = ("val", "test")
 IGNORE = -100  # the tag of padding (rnnlab.data.tagging), which cross-entropy skips
 COUNTS = ("nll", "words", "correct", "unseen", "unseen_correct", "sentences", "sentences_correct")
+INTENT_COUNTS = ("intent_nll", "intent_correct", "frames_correct")
+INTENTS = ("none", "joint", "conditioned")
 
 
 class TaggingTask(Task):
     shape, option = "tagger", "task=tagging"
-    data_inputs = ("vocab_size", "num_tags", "pad_id", "num_chars")
+    data_inputs = ("vocab_size", "num_tags", "pad_id", "num_chars", "num_intents")
     takes_tokenizer = True
     summary_metrics = ("val/loss", "val/acc", "val/acc_unseen", "val/sentence_acc", "val/macro_f1", "val/span_f1",
-                       "test/acc", "fit_seconds")
-    report_metrics = ("val/acc", "val/acc_unseen", "val/span_f1", "test/acc")
+                       "val/intent_acc", "val/frame_acc", "test/acc", "fit_seconds")
+    report_metrics = ("val/acc", "val/acc_unseen", "val/span_f1", "val/intent_acc", "test/acc")
 
     def __init__(self, vocab_size: int, num_tags: int, pad_id: int, num_chars: int, model: dict[str, Any],
                  optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None, crf: bool = False,
                  word_dropout: float = 0.0, num_examples: int = 20, confusion_tags: int = 15,
-                 tokenizer: dict | None = None):
+                 tokenizer: dict | None = None, num_intents: int = 0, intent: str = "none",
+                 intent_weight: float = 1.0):
         """model/optimizer/scheduler are the config groups as dicts and tokenizer the data's `tokenizer_state()`
         (its words, characters and tags): all hyperparameters, so a checkpoint alone rebuilds the tagger."""
         super().__init__()
@@ -85,9 +103,17 @@ class TaggingTask(Task):
         check_word_dropout(word_dropout)
         if not isinstance(crf, bool):
             raise ConfigError(f"task.crf={crf!r} is invalid: true (a CRF over the tags) or false (softmax per word)")
+        check_intent(intent, intent_weight, num_intents)
+        if intent != "none" and not registry.trains(model):
+            raise ConfigError(f"task.intent={intent} trains an intent classifier beside the tagger, and "
+                              f"model={registry.family(model)} is counted, with none: set task.intent=none")
         self.save_hyperparameters(logger=False)
+        intents = {} if intent == "none" else {"num_intents": num_intents,
+                                               "condition_on_intent": intent == "conditioned"}
         self.model = self.build_encoder(model, (tokenizer or {}).get("words"), vocab_size=vocab_size,
-                                        num_tags=num_tags, pad_id=pad_id, num_chars=num_chars)
+                                        num_tags=num_tags, pad_id=pad_id, num_chars=num_chars, **intents)
+        self.intents = [str(name) for name in (tokenizer or {}).get("intents") or range(num_intents)] if intents \
+            else []
         self.output = self.output_layer(crf, num_tags)
         self.tags = [str(tag) for tag in (tokenizer or {}).get("tags") or range(num_tags)]
         self.bio = is_bio(self.tags)
@@ -97,8 +123,10 @@ class TaggingTask(Task):
     @classmethod
     def from_checkpoint_dict(cls, checkpoint: dict[str, Any], ckpt: str, device: str = "cpu", **settings: Any):
         hparams = checkpoint.get("hyper_parameters") or {}
-        if "num_tags" in hparams and "num_chars" not in hparams:  # written before character features: none
-            checkpoint = {**checkpoint, "hyper_parameters": {**hparams, "num_chars": 0}}
+        for key in ("num_chars", "num_intents"):  # a checkpoint written before character features or intents
+            if "num_tags" in hparams and key not in hparams:
+                hparams = {**hparams, key: 0}
+        checkpoint = {**checkpoint, "hyper_parameters": hparams}
         return super().from_checkpoint_dict(checkpoint, ckpt, device, **settings)
 
     def output_layer(self, crf: bool, num_tags: int) -> CRF | PerWordSoftmax:
@@ -109,6 +137,12 @@ class TaggingTask(Task):
     def scores(self, batch: dict) -> torch.Tensor:
         """(B, T, K) each word's tag scores (per word: their softmax is p(tag | the sentence); CRF: emissions)."""
         return self.model(batch["tokens"], batch["tokens_lengths"], batch.get("chars"))
+
+    def scores_and_intents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """scores, and with task.intent the intent logits (B, I) of the same forward pass (else None)."""
+        if not self.intents:
+            return self.scores(batch), None
+        return self.model(batch["tokens"], batch["tokens_lengths"], batch.get("chars"), intents=True)
 
     def predict(self, batch: dict, scores: torch.Tensor) -> torch.Tensor:
         """(B, T) the tags: each word's most probable one, or with a CRF the most probable sequence (Viterbi)."""
@@ -150,10 +184,14 @@ class TaggingTask(Task):
     def training_step(self, batch, batch_idx):
         if self.hparams.word_dropout:  # words (not their characters) read as <unk> now and then: rnnlab/nn/dropout.py
             batch = {**batch, "tokens": drop_words(batch["tokens"], self.hparams.word_dropout, UNK_ID)}
-        scores = self.scores(batch)
+        scores, intent_logits = self.scores_and_intents(batch)
         words = int(batch["tokens_lengths"].sum())
         loss = self.nll(batch, scores) / words  # mean over the real words
         self.train_epoch.log_step(self, loss.detach(), words)
+        if intent_logits is not None:  # + the intent's cross-entropy, a mean over the sentences
+            intent_loss = F.cross_entropy(intent_logits.float(), batch["intent"])
+            self.log("train/intent_loss", intent_loss.detach(), on_step=True, on_epoch=False)
+            loss = loss + self.hparams.intent_weight * intent_loss
         return loss
 
     # --- evaluation ---------------------------------------------------------------------------------
@@ -165,7 +203,8 @@ class TaggingTask(Task):
 
     def _start_evaluation(self) -> None:
         K = len(self.tags)
-        self._totals = {name: torch.zeros((), dtype=torch.float64) for name in COUNTS}
+        self._totals = {name: torch.zeros((), dtype=torch.float64)
+                        for name in COUNTS + (INTENT_COUNTS if self.intents else ())}
         self._totals["confusion"] = torch.zeros(K, K, dtype=torch.float64)
         self._tagged = {}
 
@@ -176,17 +215,24 @@ class TaggingTask(Task):
         self._eval_step(batch)
 
     def _eval_step(self, batch: dict) -> None:
-        scores = self.scores(batch).float()
+        scores, intent_logits = self.scores_and_intents(batch)
+        scores = scores.float()
         predicted, gold, lengths = self.predict(batch, scores), batch["tags"], batch["tokens_lengths"]
         real = gold != IGNORE
         right = (predicted == gold) & real
         unseen = batch["unseen"] & real
         K = len(self.tags)
+        all_right = right.sum(1) == lengths.to(right.device)  # (B,) every tag of the sentence right
         counts = {"nll": self.nll(batch, scores),
                   "words": real.sum(), "correct": right.sum(), "unseen": unseen.sum(),
                   "unseen_correct": (right & unseen).sum(), "sentences": torch.tensor(len(lengths)),
-                  "sentences_correct": (right.sum(1) == lengths.to(right.device)).sum(),
+                  "sentences_correct": all_right.sum(),
                   "confusion": torch.bincount(gold[real] * K + predicted[real], minlength=K * K).view(K, K)}
+        if intent_logits is not None:
+            intent_logits, intent = intent_logits.float(), batch["intent"]
+            intent_right = intent_logits.argmax(-1) == intent
+            counts |= {"intent_nll": F.cross_entropy(intent_logits, intent, reduction="sum"),
+                       "intent_correct": intent_right.sum(), "frames_correct": (intent_right & all_right).sum()}
         for name, value in counts.items():
             self._totals[name] += value.detach().double().cpu()
         for row, index in enumerate(batch["index"].tolist()):
@@ -218,6 +264,11 @@ class TaggingTask(Task):
                    f"{stage}/sentence_acc": totals["sentences_correct"] / totals["sentences"].clamp(min=1)}
         if totals["unseen"] > 0:
             metrics[f"{stage}/acc_unseen"] = totals["unseen_correct"] / totals["unseen"]
+        if "intent_correct" in totals:
+            sentences = totals["sentences"].clamp(min=1)
+            metrics |= {f"{stage}/intent_acc": totals["intent_correct"] / sentences,
+                        f"{stage}/intent_loss": totals["intent_nll"] / sentences,
+                        f"{stage}/frame_acc": totals["frames_correct"] / sentences}
         scores = class_scores(totals["confusion"].cpu(), [metric_name(tag) for tag in self.tags], stage)
         metrics |= {key: value for key, value in scores.items() if key == f"{stage}/macro_f1"
                     or key.startswith(f"{stage}/f1/")}
@@ -249,6 +300,18 @@ class TaggingTask(Task):
                                     directory / "transitions" / f"{name}.png",
                                     title=f"CRF transition scores, {when}")
             self.log_files([plot], "transitions")
+
+
+def check_intent(intent: object, weight: object, num_intents: int) -> None:
+    """Raise ConfigError naming the first invalid intent setting."""
+    if intent not in INTENTS:
+        raise ConfigError(f"task.intent={intent!r} is invalid: choose one of {', '.join(INTENTS)}")
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
+        raise ConfigError(f"task.intent_weight={weight!r} is invalid: must be a number > 0")
+    if intent != "none" and num_intents < 2:
+        raise ConfigError(f"task.intent={intent} classifies each sentence's intent, and this data gives "
+                          + ("none" if not num_intents else "only one") + " (data=snips_slots gives SNIPS's 7); "
+                          "set task.intent=none, or use data with an intent per sentence")
 
 
 def is_bio(tags: list[str]) -> bool:

@@ -3,7 +3,9 @@
 Thin by design: Hydra composes conf/tag.yaml; rnnlab.tasks rebuilds the task=tagging checkpoint (network or HMM,
 vocabulary, tags) and tags. Without text=, sentences are read one per line from input= or stdin. A sentence's words
 are what whitespace separates, as in the tagged corpora it was trained on (give "boats ." for "boats."). Out, on
-stdout: `word/TAG` pairs, one sentence per line (an empty line stays empty), or with format=conllu CoNLL-U.
+stdout: `word/TAG` pairs, one sentence per line (an empty line stays empty), or with format=conllu CoNLL-U. A tagger
+trained with task.intent also prints each sentence's intent: first on its line, then a tab (pairs), or as an
+`# intent = ` comment (CoNLL-U).
 """
 
 import hydra
@@ -28,11 +30,14 @@ def main(cfg: DictConfig) -> None:
         task = load_task(TaggingTask, cfg)
         sentences = [line.split() for line in lines]
         tagset = (task.hparams.tokenizer or {}).get("tagset") or "upos"  # the CoNLL-U column it was trained on
-        for number, (words, tags) in enumerate(zip(sentences, task.tag(sentences, batch_size=cfg.batch_size)), 1):
+        tagged, intents = task.tag_and_classify(sentences, batch_size=cfg.batch_size)
+        for number, (words, tags) in enumerate(zip(sentences, tagged), 1):
+            intent = None if intents is None else intents[number - 1]
             if cfg.format == "pairs":
-                print(" ".join(f"{word}/{tag}" for word, tag in zip(words, tags)), flush=True)
+                pairs = " ".join(f"{word}/{tag}" for word, tag in zip(words, tags))
+                print(pairs if intent is None else f"{intent}\t{pairs}" if words else "", flush=True)
             elif words:  # CoNLL-U has no empty sentence; sent_id keeps the input's line number
-                print(conllu_sentence(words, tags, tagset, sent_id=number), end="", flush=True)
+                print(conllu_sentence(words, tags, tagset, sent_id=number, intent=intent), end="", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import random
 import lightning.pytorch as L
 import pytest
 import torch
+from test_tag_py import tag_py
 from test_tagging import SMALL
 from test_tagging_data import write
 
@@ -150,7 +151,7 @@ def test_bad_intent_settings_are_one_line():
         TaggingTask(**common, num_intents=3, intent="conditioned", model={"family": "hmm"})
 
 
-def test_a_conditioned_tagger_learns_intents_and_slots_and_predicts_the_same_from_its_checkpoint(tmp_path):
+def test_a_conditioned_tagger_learns_intents_and_slots_and_tag_py_prints_both_from_its_checkpoint(tmp_path):
     torch.manual_seed(0)
     root = snips_folder(tmp_path / "data", {"train": generated(200, 1), "valid": generated(40, 2)})
     data = SnipsSlotsDataModule(root=str(root), batch_size=16)
@@ -171,3 +172,10 @@ def test_a_conditioned_tagger_learns_intents_and_slots_and_predicts_the_same_fro
     with torch.no_grad():
         for mine, theirs in zip(task.scores_and_intents(batch), again.scores_and_intents(batch)):
             torch.testing.assert_close(theirs, mine, atol=0, rtol=0)
+    # tag.py: the intent first on each line, a tab, then the pairs; an empty line stays empty; CoNLL-U: a comment
+    write(tmp_path / "in.txt", "play sea now\n\nadd it to rock please\n")
+    assert tag_py(f"ckpt={path}", f"input={tmp_path / 'in.txt'}") == (
+        "PlayMusic\tplay/O sea/B-artist now/O\n\nAddToPlaylist\tadd/O it/O to/O rock/B-playlist please/O\n")
+    assert again.tag_and_classify([["play", "sea", "now"], []]) == ([["O", "B-artist", "O"], []], ["PlayMusic", ""])
+    conllu = tag_py(f"ckpt={path}", "text=play sea now", "format=conllu")
+    assert conllu.startswith("# sent_id = 1\n# text = play sea now\n# intent = PlayMusic\n1\tplay\t")

@@ -96,11 +96,13 @@ def read_conllu(path: str | Path, tagset: str = "upos") -> Tagged:
     return sentences.tagged()
 
 
-def conllu_sentence(words: list[str], tags: list[str], tagset: str = "upos", sent_id: int | str | None = None) -> str:
-    """One tagged sentence as CoNLL-U, as read_conllu reads it back: `# sent_id` and `# text` comments, a line per word
-    with its ID, FORM and the tag in the UPOS or XPOS column (`tagset`), every other column `_`, and the blank line
-    that ends the sentence."""
+def conllu_sentence(words: list[str], tags: list[str], tagset: str = "upos", sent_id: int | str | None = None,
+                    intent: str | None = None) -> str:
+    """One tagged sentence as CoNLL-U, as read_conllu reads it back: `# sent_id` and `# text` comments (and
+    `# intent`, when given), a line per word with its ID, FORM and the tag in the UPOS or XPOS column (`tagset`),
+    every other column `_`, and the blank line that ends the sentence."""
     comments = ([f"# sent_id = {sent_id}"] if sent_id is not None else []) + [f"# text = {' '.join(words)}"]
+    comments += [f"# intent = {intent}"] if intent is not None else []
     rows = []
     for index, (word, tag) in enumerate(zip(words, tags, strict=True), start=1):
         fields = [str(index), word] + ["_"] * 8

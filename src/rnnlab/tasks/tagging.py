@@ -153,11 +153,17 @@ class TaggingTask(Task):
         return self.output.nll(scores, batch["tags"], batch["tokens_lengths"]).sum()
 
     # --- inference ----------------------------------------------------------------------------------
-    @torch.no_grad()
     def tag(self, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
         """Each sentence's tags, one per word, predicted as evaluation predicts them (`scores`, then `predict`); a
         sentence with no word gets none. Words are read as the training data read them (the checkpoint's
         vocabulary and lowercasing): any other word is <unk> (the HMM reads the words themselves)."""
+        return self.tag_and_classify(sentences, batch_size)[0]
+
+    @torch.no_grad()
+    def tag_and_classify(self, sentences: list[list[str]], batch_size: int = 64
+                         ) -> tuple[list[list[str]], list[str] | None]:
+        """`tag`, and with task.intent each sentence's predicted intent ("" for a sentence with no word), from the
+        same forward pass; None for a tagger without intents."""
         from lightning.pytorch.utilities import move_data_to_device
 
         from rnnlab.data.tagging import collate_tagged, untagged
@@ -167,18 +173,23 @@ class TaggingTask(Task):
         dataset = untagged(sentences, self.hparams.tokenizer)
         todo = [k for k, words in enumerate(sentences) if words]
         out: list[list[str]] = [[] for _ in sentences]
+        intents: list[str] | None = [""] * len(sentences) if self.intents else None
         was_training = self.training
         self.eval()
         try:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start:start + batch_size]
                 batch = move_data_to_device(collate_tagged([dataset[k] for k in chunk]), self.device)
-                predicted = self.predict(batch, self.scores(batch).float())  # (B, T)
+                scores, intent_logits = self.scores_and_intents(batch)
+                predicted = self.predict(batch, scores.float())  # (B, T)
                 for k, row in zip(chunk, predicted.tolist()):
                     out[k] = [self.tags[tag] for tag in row[:len(sentences[k])]]
+                if intents is not None:
+                    for k, intent in zip(chunk, intent_logits.argmax(-1).tolist()):
+                        intents[k] = self.intents[intent]
         finally:
             self.train(was_training)
-        return out
+        return out, intents
 
     # --- training -----------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):

@@ -24,7 +24,7 @@ and with task.intent=conditioned each word's tag scores also read the intent the
 
     scores_t = W_o · [dropout(h_t); Σ_i p(intent = i | x) v_i] + b_o      v_i a learned vector per intent
 
-so "the 50 clásicos" can be a playlist in AddToPlaylist and an album in PlayMusic.
+so a name's slot type can follow what the request is for (a playlist to add to, an album or a track to play).
 
 Character features help where a word is rare or unseen (its vocabulary id is <unk>, or one seen too rarely to have
 learned much): its spelling still reaches the stack. The data gives each word's characters (`chars`, (B, T, L)) and

@@ -10,6 +10,8 @@
 #   bash experiments/tagging/run.sh words_xpos     (the same on the Penn tags, from the xpos runs: results/words_xpos/)
 #   bash experiments/tagging/run.sh slots          (where the SNIPS slot recipe loses its span F1: results/slots/)
 #   bash experiments/tagging/run.sh xpos           (the UPOS recipe on the Penn tags, 3 seeds, beside the HMM: results/xpos/)
+#   bash experiments/tagging/run.sh snips          (the SNIPS slot recipe alone, 3 seeds in one lane: results/snips_recipe/)
+#   bash experiments/tagging/run.sh report_grids   (results/ud_ewt/, results/snips_slots/ from the grids' runs alone)
 set -euo pipefail
 STUDY=tagging
 SEEDS=${SEEDS:-1,2,3}
@@ -41,9 +43,13 @@ targets_b() { SEEDS=3 target ud_ewt_upos ud_ewt; target snips_slots snips; hmm; 
 xpos_run() { target ud_ewt_upos ud_ewt data.tagset=xpos experiment_name=$STUDY-xpos; }
 xpos_a() { SEEDS=1,3 xpos_run; }
 xpos_b() { SEEDS=2 xpos_run; hmm_ud xpos $STUDY-xpos; }
+METRICS=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
 report() {
-  local metrics=val/acc,val/acc_unseen,val/span_f1,test/acc,test/span_f1
-  report_of targets --group-by experiment,data,model,model.order,data.tagset --metrics $metrics,fit_cpu_seconds
+  report_of targets --group-by experiment,data,model,model.order,data.tagset --metrics $METRICS,fit_cpu_seconds
+  report_grids
+}
+report_grids() {
+  local metrics=$METRICS
   for name in ud_ewt snips_slots; do
     if $PY -c "import mlflow, sys; from rnnlab.tracking.mlflow_store import default_tracking_uri as uri
 mlflow.set_tracking_uri(uri()); sys.exit(mlflow.get_experiment_by_name('tagging-$name') is None)" 2>/dev/null; then
@@ -57,15 +63,19 @@ words() {  # the store's HMM and recipe runs (picked by tags and params) tag UD 
 words_xpos() {  # the same on the Penn tags: the XPOS runs (xpos_a, xpos_b) of MLflow experiment tagging-xpos
   $PY $HERE/words.py --experiment $STUDY-xpos --data-root $SHARED_DATA/ud_ewt --out $HERE/results/words_xpos
 }
+snips() {  # the SNIPS slot recipe (20 CPU minutes) × 3 seeds, one after another; MLflow experiment tagging-snips_recipe
+  target snips_slots snips experiment_name=$STUDY-snips_recipe
+  report_of snips_recipe --group-by experiment --metrics test/span_f1,test/acc,test/acc_unseen,val/span_f1,fit_cpu_seconds
+}
 slots() {  # the store's snips_slots recipe runs (picked by tags and params) tag SNIPS valid; under a CPU minute
   $PY $HERE/slots.py --experiment $STUDY-targets --data-root $SHARED_DATA/snips --out $HERE/results/slots
 }
 
 case "${1:-targets}" in
-  grid_ud|grid_snips|hmm|targets_a|targets_b|xpos_a|xpos_b|report|words|words_xpos|slots) "$1" ;;
+  grid_ud|grid_snips|hmm|targets_a|targets_b|xpos_a|xpos_b|report|report_grids|snips|words|words_xpos|slots) "$1" ;;
   target) shift; target "$@" ;;
   targets) two_lanes targets_a targets_b targets; report ;;
   xpos) two_lanes xpos_a xpos_b xpos
     report_of xpos --group-by model,model.order --metrics val/acc,val/acc_unseen,test/acc,fit_cpu_seconds ;;
-  *) echo "usage: $0 [targets|xpos|grid_ud|grid_snips|hmm|report|words|words_xpos|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
+  *) echo "usage: $0 [targets|xpos|snips|grid_ud|grid_snips|hmm|report|report_grids|words|words_xpos|slots|target <recipe> <data folder> [overrides]]" >&2; exit 2 ;;
 esac

@@ -10,7 +10,8 @@
 #   bash experiments/tagging/run.sh words_xpos     (the same on the Penn tags, from the xpos runs: results/words_xpos/)
 #   bash experiments/tagging/run.sh slots          (where the SNIPS slot recipe loses its span F1: results/slots/)
 #   bash experiments/tagging/run.sh xpos           (the UPOS recipe on the Penn tags, 3 seeds, beside the HMM: results/xpos/)
-#   bash experiments/tagging/run.sh snips          (the SNIPS slot recipe alone, 3 seeds in one lane: results/snips_recipe/)
+#   bash experiments/tagging/run.sh snips          (the SNIPS slot recipe alone, 3 seeds in one lane, and where it loses:
+#                                                   results/snips_recipe/)
 #   bash experiments/tagging/run.sh report_grids   (results/ud_ewt/, results/snips_slots/ from the grids' runs alone)
 set -euo pipefail
 STUDY=tagging
@@ -66,6 +67,7 @@ words_xpos() {  # the same on the Penn tags: the XPOS runs (xpos_a, xpos_b) of M
 snips() {  # the SNIPS slot recipe (20 CPU minutes) × 3 seeds, one after another; MLflow experiment tagging-snips_recipe
   target snips_slots snips experiment_name=$STUDY-snips_recipe
   report_of snips_recipe --group-by experiment --metrics test/span_f1,test/acc,test/acc_unseen,val/span_f1,fit_cpu_seconds
+  $PY $HERE/slots.py --experiment $STUDY-snips_recipe --data-root $SHARED_DATA/snips --out $HERE/results/snips_recipe/slots
 }
 slots() {  # the store's snips_slots recipe runs (picked by tags and params) tag SNIPS valid; under a CPU minute
   $PY $HERE/slots.py --experiment $STUDY-targets --data-root $SHARED_DATA/snips --out $HERE/results/slots

@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 # experiments/tagging/tables.py, beside this script (on sys.path when it runs)
 from tables import by_seed, cell, finished_runs, markdown_table, percent, write_csv
@@ -86,12 +85,13 @@ def tag_valid(run: Run, sentences: list[list[str]], intents: list[str], schema: 
     gold intent's schema forbidden (run.oracle), both by the checkpoint's own decoding (its CRF's Viterbi)."""
     import torch
     from lightning.pytorch.utilities import move_data_to_device
+    from omegaconf import OmegaConf
 
     from rnnlab.cli import load_task
     from rnnlab.data.tagging import collate_tagged, untagged
     from rnnlab.tasks.tagging import TaggingTask
 
-    task = load_task(TaggingTask, SimpleNamespace(ckpt=run.run_id, tracking_uri=uri, device="cpu"))
+    task = load_task(TaggingTask, OmegaConf.create({"ckpt": run.run_id, "tracking_uri": uri, "device": "cpu"}))
     dataset = untagged(sentences, task.hparams.tokenizer)
     allowed = {intent: torch.tensor([tag == "O" or tag[2:] in types for tag in task.tags])
                for intent, types in schema.items()}

@@ -33,7 +33,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 # experiments/tagging/tables.py, beside this script (on sys.path when it runs)
 from tables import by_seed, escape, finished_runs, markdown_table, percent, write_csv
@@ -103,10 +102,12 @@ def select_runs(client, experiment: str, recipe: str, uri: str) -> dict[str, Run
 
 def tag_dev(run: Run, sentences: list[list[str]], tagset: str, uri: str) -> None:
     """The run's best checkpoint, loaded as tag.py loads it, tags the dev sentences (into run.predicted)."""
+    from omegaconf import OmegaConf
+
     from rnnlab.cli import load_task
     from rnnlab.tasks.tagging import TaggingTask
 
-    task = load_task(TaggingTask, SimpleNamespace(ckpt=run.run_id, tracking_uri=uri, device="cpu"))
+    task = load_task(TaggingTask, OmegaConf.create({"ckpt": run.run_id, "tracking_uri": uri, "device": "cpu"}))
     trained_on = (task.hparams.tokenizer or {}).get("tagset")
     if trained_on != tagset:
         raise ConfigError(f"run {run.run_id} logs data.tagset={tagset} but its checkpoint was trained on "

@@ -42,3 +42,29 @@ def test_error_kinds_and_lost_points_counted_by_hand():
     rows = slots.points_rows([(errors, n_gold, n_pred)], lambda e: e.kind, slots.KINDS)
     assert sum(row["lost_points"] for row in rows) == pytest.approx(100 - slots.span_f1(GOLD, PRED))
     assert {row["label"]: row["lost_points"] for row in rows}["type"] == pytest.approx(100 * 2 / 12)
+
+
+def test_a_checkpoint_tags_valid_freely_and_within_the_gold_intents_schema(tmp_path):
+    import lightning.pytorch as L
+    from test_tagging import SMALL
+    from test_tagging_intents import ADAM, generated, snips_folder
+
+    from rnnlab.data.snips_slots import SnipsSlotsDataModule
+    from rnnlab.tasks.tagging import TaggingTask
+
+    data = SnipsSlotsDataModule(root=str(snips_folder(tmp_path / "data", {"train": generated(60, 1),
+                                                                            "valid": generated(20, 2)})))
+    data.setup()
+    task = TaggingTask(**data.task_inputs, model=SMALL, optimizer=ADAM, crf=True, num_examples=0, confusion_tags=0,
+                       tokenizer=data.tokenizer_state())
+    trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
+    trainer.fit(task, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "slots.ckpt", weights_only=False)
+    words, intents = data.sentences("val"), [row[1] for row in generated(20, 2)]
+    run = slots.Run(str(tmp_path / "slots.ckpt"), "1", None)
+    schema = {"PlayMusic": {"artist"}, "AddToPlaylist": {"playlist"}}
+    slots.tag_valid(run, words, intents, schema, uri="sqlite:///unused.db")
+    assert run.predicted == task.eval().tag(words)  # as tag.py tags them
+    for tags, intent in zip(run.oracle, intents):
+        assert len(tags) and all(tag == "O" or tag[2:] in schema[intent] for tag in tags)
